@@ -1,0 +1,3 @@
+from mtai.cli import app
+
+app()

@@ -1,0 +1,102 @@
+"""One error shape everywhere: {"detail", "code", "request_id"} (plus "errors" for 422)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mtai.context import request_id_var
+from mtai.errors import AppError
+from mtai.logging import get_logger
+
+log = get_logger(__name__)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+
+def error_body(status: int, detail: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "detail": detail,
+        "code": code or _STATUS_CODES.get(status, "error"),
+        "request_id": request_id_var.get(),
+        **extra,
+    }
+
+
+def error_response(
+    status: int,
+    detail: str,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    return JSONResponse(
+        error_body(status, detail, code, **extra), status_code=status, headers=headers
+    )
+
+
+def _location(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return error_response(exc.status_code, exc.detail, exc.code, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # The offending input is left out on purpose: it may be a password.
+    errors = [{"loc": _location(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+    summary = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:5])
+    return error_response(422, f"Invalid request: {summary}", "validation_error", errors=errors)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No such endpoint; see /docs for the API."
+    return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.info("integrity_error", error=str(getattr(exc, "orig", exc))[:300])
+    return error_response(
+        409, "This conflicts with existing data (duplicate or in use).", "conflict"
+    )
+
+
+async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", exc_info=exc)
+    return error_response(
+        500,
+        f"Internal error. Quote request id {request_id_var.get()} when reporting it.",
+        "internal_error",
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(Exception, _unhandled)

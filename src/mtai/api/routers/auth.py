@@ -1,0 +1,95 @@
+"""Login and the caller's own identity."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header
+from pydantic import Field
+
+from mtai.api.deps import PrincipalDep, RuntimeDep
+from mtai.api.schemas import Email, ResponseModel, StrictModel
+from mtai.services.principal import Role
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+class LoginRequest(StrictModel):
+    email: Email
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TenantRef(ResponseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    role: Role
+
+
+class UserInfo(ResponseModel):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    is_platform_admin: bool
+    tenant: TenantRef | None
+    tenants: list[TenantRef]
+
+
+class LoginResponse(ResponseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+    user: UserInfo
+
+
+class MeResponse(ResponseModel):
+    user_id: uuid.UUID | None
+    api_key_id: uuid.UUID | None
+    tenant_id: uuid.UUID | None
+    role: Role | None
+    scopes: list[str]
+    is_platform_admin: bool
+    email: str | None = None
+
+
+@router.post("/login", response_model=LoginResponse)
+async def login(
+    body: LoginRequest,
+    runtime: RuntimeDep,
+    x_tenant_id: Annotated[str | None, Header()] = None,
+) -> LoginResponse:
+    result = await runtime.auth.login(body.email, body.password, x_tenant_id)
+    refs = [TenantRef(id=t.id, slug=t.slug, name=t.name, role=r) for t, r in result.tenants]
+    current = (
+        TenantRef(
+            id=result.tenant.id, slug=result.tenant.slug, name=result.tenant.name, role=result.role
+        )
+        if result.tenant is not None and result.role is not None
+        else None
+    )
+    user = UserInfo(
+        id=result.user.id,
+        email=result.user.email,
+        display_name=result.user.display_name,
+        is_platform_admin=result.user.is_platform_admin,
+        tenant=current,
+        tenants=refs,
+    )
+    return LoginResponse(access_token=result.access_token, expires_in=result.expires_in, user=user)
+
+
+@router.get("/me", response_model=MeResponse)
+async def me(principal: PrincipalDep, runtime: RuntimeDep) -> MeResponse:
+    email = None
+    if principal.user_id is not None:
+        email = (await runtime.users.own_account(principal.user_id)).email
+    return MeResponse(
+        user_id=principal.user_id,
+        api_key_id=principal.api_key_id,
+        tenant_id=principal.tenant_id,
+        role=principal.role,
+        scopes=sorted(principal.scopes),
+        is_platform_admin=principal.is_platform_admin,
+        email=email,
+    )

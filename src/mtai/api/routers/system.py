@@ -1,0 +1,57 @@
+"""Liveness, readiness and service info: the seed guide's public contract."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from mtai import __version__
+from mtai.api.deps import RuntimeDep
+from mtai.logging import get_logger
+
+router = APIRouter(tags=["system"])
+log = get_logger(__name__)
+CHECK_TIMEOUT_SECONDS = 3.0
+
+
+@router.get("/ping", response_class=PlainTextResponse, summary="Liveness for load balancers")
+async def ping() -> JSONResponse:
+    return JSONResponse("pong")
+
+
+@router.get("/healthz", summary="Liveness, no I/O")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health", summary="Readiness: every dependency checked; 503 names the failing one")
+async def health(runtime: RuntimeDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        await asyncio.wait_for(runtime.db.ping(), CHECK_TIMEOUT_SECONDS)
+        checks["database"] = {"status": "ok"}
+    except Exception as exc:
+        log.warning("health.database_failed", error=str(exc)[:300])
+        checks["database"] = {"status": "failed", "error": type(exc).__name__}
+    failing = [name for name, check in checks.items() if check["status"] != "ok"]
+    body = {
+        "status": "unhealthy" if failing else "healthy",
+        "service": "multitenant-ai",
+        "version": __version__,
+        "checks": checks,
+    }
+    if failing:
+        body["detail"] = f"Failing checks: {', '.join(failing)}"
+    return JSONResponse(body, status_code=503 if failing else 200)
+
+
+@router.get("/", summary="Service info")
+async def root() -> dict[str, str]:
+    return {
+        "message": "mtai multi-tenant AI platform",
+        "version": __version__,
+        "docs": "/docs",
+    }

@@ -1,0 +1,46 @@
+"""create_app(settings): the FastAPI application, with its resources opened in the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mtai import __version__
+from mtai.api import errors
+from mtai.api.middleware import RequestContextMiddleware
+from mtai.api.routers import admin, auth, keys, system, tenants, users
+from mtai.config import Settings, get_settings
+from mtai.logging import configure_logging
+from mtai.runtime import open_runtime
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="mtai",
+        version=__version__,
+        description="Multi-tenant AI platform: isolated chat, RAG and administration.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    for router in (
+        system.router,
+        auth.router,
+        tenants.router,
+        users.router,
+        keys.router,
+        admin.router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,304 @@
+"""The `mtai` command: serve, migrate, tenant/user/key administration, doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mtai.config import Settings, get_settings
+from mtai.db import embedded
+from mtai.db.migrate import upgrade
+from mtai.errors import AppError, ConfigurationError
+from mtai.logging import configure_logging
+from mtai.runtime import Runtime, open_runtime
+from mtai.services import bootstrap, doctor
+from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
+
+app = typer.Typer(
+    help="mtai: multi-tenant AI platform.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="key")
+
+T = TypeVar("T")
+OPERATOR = operator()
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code=1)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except (AppError, ConfigurationError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _settings_with_database(settings: Settings) -> tuple[Settings, bool]:
+    """Settings whose DATABASE_URL is set, starting the embedded server when it was not.
+
+    Returns whether this call started the embedded server (so the caller stops it).
+    """
+    if settings.database_url:
+        return settings, False
+    pgdata = settings.data_dir / "pgdata"
+    was_running = embedded._running_port(pgdata.resolve()) is not None if pgdata.exists() else False
+    server = embedded.start(pgdata, settings.embedded_pg_port)
+    return settings.model_copy(update={"database_url": server.url}), not was_running
+
+
+async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    async with open_runtime(settings, background=False) as runtime:
+        return await work(runtime)
+
+
+def _prepared() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    settings, _ = _settings_with_database(settings)
+    return settings
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (MTAI_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (MTAI_PORT).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (MTAI_WORKERS).")] = None,
+    migrate: Annotated[bool, typer.Option(help="Apply migrations before serving.")] = True,
+) -> None:
+    """Start the API (and, without DATABASE_URL, the embedded PostgreSQL)."""
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        settings, started = _settings_with_database(settings)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from exc
+    assert settings.database_url is not None
+    try:
+        if migrate:
+            _run(upgrade(settings.migration_url, settings.db_app_role))
+        first = _run(
+            _with_runtime(
+                settings,
+                lambda rt: bootstrap.first_start(
+                    rt.db,
+                    rt.tenants,
+                    rt.keys,
+                    admin_email=settings.bootstrap_admin_email,
+                    demo_tenant=settings.bootstrap_demo_tenant,
+                ),
+            )
+        )
+        bind_host, bind_port = host or settings.host, port or settings.port
+        _announce(first, f"http://{bind_host}:{bind_port}")
+        # Worker processes read their settings again; hand them the resolved database.
+        os.environ["DATABASE_URL"] = settings.database_url
+        get_settings.cache_clear()
+        uvicorn.run(
+            "mtai.app:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers or settings.workers,
+            log_config=None,
+            proxy_headers=True,
+        )
+    finally:
+        if started:
+            embedded.stop(settings.data_dir / "pgdata")
+
+
+def _announce(first: bootstrap.FirstStart | None, url: str) -> None:
+    typer.echo("")
+    typer.secho(
+        f"mtai is starting at {url}  (API docs: {url}/docs)", fg=typer.colors.GREEN, bold=True
+    )
+    if first is None:
+        typer.echo("Log in with your existing platform admin account.")
+        return
+    typer.echo("First start: these credentials are shown once, store them now.")
+    typer.echo(f"  platform admin email:    {first.admin_email}")
+    typer.echo(f"  platform admin password: {first.admin_password}")
+    if first.api_key:
+        typer.echo(f"  API key for tenant '{first.tenant_slug}': {first.api_key}")
+    typer.echo(
+        f"  log in: curl -X POST {url}/api/v1/auth/login -H 'content-type: application/json' "
+        f'-d \'{{"email":"{first.admin_email}","password":"..."}}\''
+    )
+    typer.echo("")
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply database migrations (as the schema owner)."""
+    settings = _prepared()
+    _run(upgrade(settings.migration_url, settings.db_app_role))
+    typer.echo("migrations applied")
+
+
+@app.command("doctor")
+def doctor_cmd() -> None:
+    """Check configuration and dependencies; each failure comes with its fix."""
+    settings = get_settings()
+    configure_logging("WARNING")
+    results = asyncio.run(doctor.run(settings))
+    for result in results:
+        mark = (
+            typer.style("ok  ", fg=typer.colors.GREEN)
+            if result.ok
+            else typer.style("FAIL", fg=typer.colors.RED)
+        )
+        typer.echo(f"[{mark}] {result.name}: {result.message}")
+        if not result.ok and result.fix:
+            typer.echo(f"       fix: {result.fix}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(code=1)
+
+
+@tenant_app.command("create")
+def tenant_create(
+    slug: str,
+    name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
+    owner_email: Annotated[str | None, typer.Option(help="Create or attach this owner.")] = None,
+) -> None:
+    settings = _prepared()
+
+    async def work(rt: Runtime) -> None:
+        tenant, generated = await rt.tenants.create(
+            OPERATOR, slug=slug, name=name or slug, owner_email=owner_email
+        )
+        typer.echo(f"tenant {tenant.slug} created: {tenant.id}")
+        if generated:
+            typer.echo(f"owner {owner_email} initial password (shown once): {generated}")
+
+    _run(_with_runtime(settings, work))
+
+
+@tenant_app.command("list")
+def tenant_list() -> None:
+    settings = _prepared()
+
+    async def work(rt: Runtime) -> None:
+        items, total = await rt.tenants.list(OPERATOR, status=None, limit=200, offset=0)
+        for t in items:
+            typer.echo(f"{t.id}  {t.slug:<24} {t.status:<10} {t.name}")
+        typer.echo(f"{total} tenant(s)")
+
+    _run(_with_runtime(settings, work))
+
+
+@tenant_app.command("suspend")
+def tenant_suspend(tenant: Annotated[str, typer.Argument(help="Tenant id or slug.")]) -> None:
+    settings = _prepared()
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        await rt.tenants.set_status(OPERATOR, found.id, "suspended")
+        typer.echo(f"tenant {found.slug} suspended")
+
+    _run(_with_runtime(settings, work))
+
+
+@tenant_app.command("reactivate")
+def tenant_reactivate(tenant: Annotated[str, typer.Argument(help="Tenant id or slug.")]) -> None:
+    settings = _prepared()
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        await rt.tenants.set_status(OPERATOR, found.id, "active")
+        typer.echo(f"tenant {found.slug} reactivated")
+
+    _run(_with_runtime(settings, work))
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant id or slug to add the user to.")
+    ] = None,
+    role: Annotated[Role, typer.Option(help="Role in that tenant.")] = Role.MEMBER,
+    platform_admin: Annotated[bool, typer.Option(help="Make a platform administrator.")] = False,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MTAI_NEW_USER_PASSWORD", help="Password (default: generated and printed once)."
+        ),
+    ] = None,
+) -> None:
+    if tenant is None and not platform_admin:
+        raise _fail("give --tenant (to add a member) or --platform-admin")
+    settings = _prepared()
+
+    async def work(rt: Runtime) -> None:
+        acting = OPERATOR
+        if tenant is not None:
+            found = await rt.tenants.resolve(tenant)
+            acting = operator(found.id)
+        user, generated = await rt.users.create_account(
+            acting, email=email, password=password, role=role, platform_admin=platform_admin
+        )
+        typer.echo(f"user {user.email} ready: {user.id}")
+        if generated:
+            typer.echo(f"initial password (shown once): {generated}")
+
+    _run(_with_runtime(settings, work))
+
+
+@key_app.command("create")
+def key_create(
+    tenant: Annotated[str, typer.Option(help="Tenant id or slug.")],
+    name: Annotated[str, typer.Option(help="A name to recognise the key by.")] = "cli",
+    scope: Annotated[
+        list[Scope] | None, typer.Option(help="Repeat for several (default: all).")
+    ] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after N days.")] = None,
+) -> None:
+    settings = _prepared()
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        acting = operator(found.id)
+        expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+        key, plaintext = await rt.keys.create(
+            acting, name=name, scopes=scope or sorted(ALL_SCOPES), expires_at=expires
+        )
+        typer.echo(f"key {key.id} ({', '.join(key.scopes)}) for {found.slug}; shown once:")
+        typer.echo(plaintext)
+
+    _run(_with_runtime(settings, work))
+
+
+@key_app.command("revoke")
+def key_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from the API or `key create`).")],
+    tenant: Annotated[str, typer.Option(help="Tenant id or slug.")],
+) -> None:
+    import uuid
+
+    settings = _prepared()
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        acting = operator(found.id)
+        try:
+            parsed = uuid.UUID(key_id)
+        except ValueError as exc:
+            raise AppError(f"'{key_id}' is not a key id (a UUID).") from exc
+        await rt.keys.revoke(acting, parsed)
+        typer.echo(f"key {key_id} revoked")
+
+    _run(_with_runtime(settings, work))

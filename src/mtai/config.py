@@ -1,0 +1,112 @@
+"""The one Settings object: every knob, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that people copy out of examples; refusing them in production is the point.
+WEAK_SECRETS = frozenset(
+    {"", "secret", "changeme", "change-me", "change_me", "password", "dev", "test", "sk-1234"}
+)
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MTAI_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    env: Environment = Field(
+        default=Environment.PRODUCTION,
+        description="development: missing secrets are generated; production: refuse to start.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `mtai serve` binds.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `mtai serve` binds.")
+    workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
+    data_dir: Path = Field(
+        default=Path(".mtai"), description="Embedded PostgreSQL data and generated dev secrets."
+    )
+    log_level: str = Field(default="INFO", description="Python log level name.")
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "MTAI_DATABASE_URL"),
+        description="PostgreSQL 15+ with pgvector. Unset: the embedded server under data_dir.",
+    )
+    database_migration_url: str | None = Field(
+        default=None,
+        description="Owner connection for migrations when DATABASE_URL is a restricted login.",
+    )
+    db_app_role: str = Field(
+        default="mtai_app",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="NOSUPERUSER NOBYPASSRLS role every app connection switches to (SET ROLE).",
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per process.")
+    embedded_pg_port: int = Field(
+        default=54329, ge=1024, le=65535, description="Port of the embedded PostgreSQL (127.0.0.1)."
+    )
+
+    jwt_secret: SecretStr | None = Field(default=None, description="HMAC key for access tokens.")
+    jwt_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 86400, description="Token lifetime.")
+    key_pepper: SecretStr | None = Field(
+        default=None, description="Secret mixed into API key hashes (HMAC-SHA256)."
+    )
+    auth_cache_ttl_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="How long a process trusts a cached credential/tenant status without Postgres.",
+    )
+    key_rotation_grace_seconds: int = Field(
+        default=86400, ge=0, le=30 * 86400, description="Default life of a rotated-out key."
+    )
+    last_used_flush_seconds: float = Field(
+        default=15.0, ge=0.1, le=600, description="How often API key last-used times are written."
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 above)."
+    )
+
+    bootstrap_admin_email: str = Field(
+        default="admin@mtai.local", description="Email of the first platform admin."
+    )
+    bootstrap_demo_tenant: str = Field(
+        default="demo", description="Slug of the demo tenant made on first start; empty to skip."
+    )
+
+    @property
+    def migration_url(self) -> str:
+        url = self.database_migration_url or self.database_url
+        if not url:
+            raise ValueError("database_url is not resolved yet")
+        return url
+
+    @property
+    def is_development(self) -> bool:
+        return self.env is Environment.DEVELOPMENT
+
+
+def secret_problem(name: str, value: SecretStr | None) -> str | None:
+    """Why a secret is unfit for production, or None when it is fine."""
+    raw = value.get_secret_value() if value is not None else ""
+    if raw.strip().lower() in WEAK_SECRETS:
+        return f"{name} is empty or a well-known default"
+    if len(raw) < MIN_SECRET_LENGTH:
+        return f"{name} is shorter than {MIN_SECRET_LENGTH} characters"
+    return None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

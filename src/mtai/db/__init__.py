@@ -1,0 +1,1 @@
+"""Everything that speaks SQL: engine, tenant-scoped sessions, models, repositories, migrations."""

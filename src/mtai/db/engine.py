@@ -1,0 +1,98 @@
+"""The app's engine and its three kinds of transaction: tenant, platform, and identity.
+
+Every app connection switches to the NOSUPERUSER NOBYPASSRLS app role as soon as it opens,
+so row-level security binds it even when DATABASE_URL logs in as the owner or a superuser.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from mtai.db.rls import ident
+from mtai.errors import ConfigurationError
+
+_SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
+_SET_PLATFORM = text("SELECT set_config('app.scope', 'platform', true)")
+
+
+def async_url(url: str) -> str:
+    """Accept the usual `postgresql://` / `postgres://` spellings and pick the asyncpg driver."""
+    for scheme in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+asyncpg://" + url[len(scheme) :]
+    raise ConfigurationError(
+        "DATABASE_URL must start with postgresql:// (e.g. postgresql://user:pass@host:5432/mtai)"
+    )
+
+
+class Database:
+    def __init__(self, url: str, *, app_role: str, pool_size: int = 10) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            async_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+        )
+        role = ident(app_role)
+
+        @event.listens_for(self.engine.sync_engine, "connect")
+        def _switch_role(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET ROLE {role}")
+            cursor.close()
+            # The driver opened a transaction for SET; a later rollback would undo the role.
+            dbapi_connection.commit()
+
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def role_flags(self) -> tuple[str, bool, bool]:
+        """(current role, superuser?, bypasses RLS?) as the app's connections see themselves."""
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT current_user, rolsuper, rolbypassrls FROM pg_roles "
+                        "WHERE rolname = current_user"
+                    )
+                )
+            ).one()
+        return str(row[0]), bool(row[1]), bool(row[2])
+
+    @asynccontextmanager
+    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A transaction that sees only `tenant_id`'s rows; commits on success."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(_SET_TENANT, {"tenant_id": str(tenant_id)})
+            yield session
+
+    @asynccontextmanager
+    async def platform(self) -> AsyncIterator[AsyncSession]:
+        """The explicit cross-tenant bypass: platform admin work and credential resolution."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(_SET_PLATFORM)
+            yield session
+
+    @asynccontextmanager
+    async def unscoped(self) -> AsyncIterator[AsyncSession]:
+        """No tenant at all: global tables (users) only; tenant tables return nothing."""
+        async with self._sessions() as session, session.begin():
+            yield session

@@ -1,0 +1,1 @@
+"""One module per table; each function takes the (already tenant-scoped) session."""

@@ -1,0 +1,120 @@
+"""Wiring: the process-wide resources that the API, the CLI and the tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import DBAPIError
+
+from mtai.config import Settings
+from mtai.db.engine import Database
+from mtai.db.notify import listen
+from mtai.errors import ConfigurationError
+from mtai.logging import get_logger
+from mtai.services import secrets
+from mtai.services.api_keys import ApiKeyService
+from mtai.services.auth import Authenticator, LastUsedRecorder
+from mtai.services.auth_cache import AuthCache
+from mtai.services.tenants import TenantService
+from mtai.services.users import UserService
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    cache: AuthCache[object]
+    auth: Authenticator
+    tenants: TenantService
+    users: UserService
+    keys: ApiKeyService
+    last_used: LastUsedRecorder
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    listener_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def listener_connected(self) -> None:
+        # Whatever was announced while the listener was away is lost: forget it all.
+        self.cache.clear()
+        self.listener_ready.set()
+
+
+async def _check_role(db: Database, app_role: str) -> None:
+    try:
+        role, superuser, bypass = await db.role_flags()
+    except DBAPIError as exc:
+        raise ConfigurationError(
+            f"Cannot connect as the app role '{app_role}' ({exc.orig}). Run `mtai migrate` "
+            "first: it creates the role and grants it to the migrating user."
+        ) from exc
+    if superuser or bypass:
+        raise ConfigurationError(
+            f"The app's database role '{role}' is a superuser or has BYPASSRLS, which would "
+            "silently disable tenant isolation. Run `mtai migrate` (it creates a restricted role) "
+            "or point DATABASE_URL at a NOSUPERUSER NOBYPASSRLS login."
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncIterator[Runtime]:
+    if not settings.database_url:
+        raise ConfigurationError(
+            "DATABASE_URL is not set. Start with `mtai serve` (it runs the embedded PostgreSQL) "
+            "or set DATABASE_URL=postgresql://user:pass@host:5432/db."
+        )
+    resolved = secrets.resolve(settings)
+    db = Database(
+        settings.database_url, app_role=settings.db_app_role, pool_size=settings.db_pool_size
+    )
+    cache: AuthCache[object] = AuthCache(settings.auth_cache_ttl_seconds)
+    last_used = LastUsedRecorder(db)
+    runtime = Runtime(
+        settings=settings,
+        db=db,
+        cache=cache,
+        auth=Authenticator(
+            db,
+            cache,
+            jwt_secret=resolved.jwt_secret,
+            key_pepper=resolved.key_pepper,
+            jwt_ttl_seconds=settings.jwt_ttl_seconds,
+            last_used=last_used,
+        ),
+        tenants=TenantService(db, cache),
+        users=UserService(db, cache),
+        keys=ApiKeyService(
+            db,
+            cache,
+            pepper=resolved.key_pepper,
+            default_grace_seconds=settings.key_rotation_grace_seconds,
+        ),
+        last_used=last_used,
+    )
+    try:
+        await _check_role(db, settings.db_app_role)
+        if background:
+            runtime.tasks.append(
+                asyncio.create_task(
+                    listen(settings.database_url, cache.invalidate, runtime.listener_connected),
+                    name="auth-listener",
+                )
+            )
+            runtime.tasks.append(
+                asyncio.create_task(
+                    last_used.run(settings.last_used_flush_seconds), name="last-used-flush"
+                )
+            )
+        yield runtime
+    finally:
+        for task in runtime.tasks:
+            task.cancel()
+        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        try:
+            await last_used.flush()
+        except Exception:
+            log.exception("last_used.final_flush_failed")
+        await db.dispose()

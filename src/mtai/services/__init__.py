@@ -1,0 +1,1 @@
+"""Business rules, one module per feature: no HTTP, no SQL strings."""

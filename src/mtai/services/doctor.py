@@ -1,0 +1,188 @@
+"""`mtai doctor`: each check says what is wrong and how to fix it (docs/troubleshooting.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+import asyncpg
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from mtai.config import Environment, Settings, secret_problem
+from mtai.db import embedded
+from mtai.db.engine import Database
+from mtai.db.migrate import (
+    PGVECTOR_MISSING,
+    check_server,
+    current_revision,
+    describe,
+    head_revision,
+)
+from mtai.errors import ConfigurationError
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    message: str
+    fix: str = ""
+
+
+def _secrets(settings: Settings) -> list[CheckResult]:
+    results = []
+    for name, value in (
+        ("MTAI_JWT_SECRET", settings.jwt_secret),
+        ("MTAI_KEY_PEPPER", settings.key_pepper),
+    ):
+        problem = secret_problem(name, value)
+        if problem is None:
+            results.append(CheckResult(name, True, "set and strong"))
+        elif settings.env is Environment.DEVELOPMENT:
+            results.append(
+                CheckResult(
+                    name,
+                    True,
+                    f"{problem}; development mode generates one under {settings.data_dir}",
+                )
+            )
+        else:
+            results.append(
+                CheckResult(
+                    name,
+                    False,
+                    problem,
+                    "set it to 32+ random characters (AWS: Secrets Manager, injected by the task "
+                    "definition): python -c 'import secrets; print(secrets.token_urlsafe(48))'",
+                )
+            )
+    return results
+
+
+def _explain_connect_error(exc: BaseException, where: str) -> CheckResult:
+    root = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = str(root)
+    if isinstance(root, asyncpg.InvalidPasswordError) or "password authentication failed" in text:
+        return CheckResult(
+            "database",
+            False,
+            f"{where} rejected the user name or password",
+            "check the credentials in DATABASE_URL (AWS: the database secret)",
+        )
+    if isinstance(root, asyncpg.InvalidCatalogNameError) or "does not exist" in text:
+        return CheckResult(
+            "database",
+            False,
+            f"{where}: {text}",
+            "create the database (CREATE DATABASE ...) or fix its name in DATABASE_URL",
+        )
+    if isinstance(root, ConnectionRefusedError | socket.gaierror | OSError) or "refused" in text:
+        return CheckResult(
+            "database",
+            False,
+            f"cannot connect to {where}: {text}",
+            "check host and port in DATABASE_URL, that PostgreSQL runs, and that "
+            "security groups allow the API tasks to reach it on 5432",
+        )
+    return CheckResult(
+        "database",
+        False,
+        f"{where}: {type(root).__name__}: {text}",
+        "see docs/troubleshooting.md, 'Database connection issues'",
+    )
+
+
+async def _database(settings: Settings) -> list[CheckResult]:
+    url = settings.database_url
+    if not url:
+        pgdata = (settings.data_dir / "pgdata").resolve()
+        port = embedded._running_port(pgdata) if pgdata.exists() else None
+        if port is None:
+            return [
+                CheckResult(
+                    "database",
+                    True,
+                    "DATABASE_URL unset: `mtai serve` will start the embedded PostgreSQL",
+                )
+            ]
+        url = embedded.EmbeddedPostgres(pgdata, port).url
+    where = describe(url)
+    try:
+        await asyncio.wait_for(check_server(url), CONNECT_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return [
+            CheckResult(
+                "database",
+                False,
+                f"no answer from {where} in {CONNECT_TIMEOUT_SECONDS:.0f}s",
+                "the host is unreachable: check security groups / network ACLs and the host",
+            )
+        ]
+    except ConfigurationError as exc:
+        reachable = CheckResult("database", True, f"reachable at {where}")
+        is_vector = str(exc) == PGVECTOR_MISSING.format(where=where)
+        return [
+            reachable,
+            CheckResult(
+                "pgvector",
+                False,
+                str(exc),
+                "install pgvector on the server" if is_vector else "upgrade PostgreSQL",
+            ),
+        ]
+    except (OSError, DBAPIError, InterfaceError, OperationalError, asyncpg.PostgresError) as exc:
+        return [_explain_connect_error(exc, where)]
+    results = [
+        CheckResult("database", True, f"reachable at {where}"),
+        CheckResult("pgvector", True, "extension available"),
+    ]
+    current, head = await current_revision(url), head_revision()
+    if current != head:
+        results.append(
+            CheckResult(
+                "migrations",
+                False,
+                f"database at {current or 'no revision'}, code at {head}",
+                "run `mtai migrate` (scripts/build-and-deploy.sh runs it as a one-off task)",
+            )
+        )
+        return results
+    results.append(CheckResult("migrations", True, f"current ({head})"))
+    db = Database(url, app_role=settings.db_app_role, pool_size=1)
+    try:
+        role, superuser, bypass = await db.role_flags()
+        if superuser or bypass:
+            results.append(
+                CheckResult(
+                    "app role",
+                    False,
+                    f"'{role}' bypasses row-level security",
+                    "ALTER ROLE ... NOSUPERUSER NOBYPASSRLS, or re-run `mtai migrate`",
+                )
+            )
+        else:
+            results.append(
+                CheckResult("app role", True, f"'{role}' is bound by row-level security")
+            )
+    except DBAPIError as exc:
+        results.append(
+            CheckResult(
+                "app role",
+                False,
+                f"cannot SET ROLE {settings.db_app_role}: {exc.orig}",
+                "run `mtai migrate` as the database owner",
+            )
+        )
+    finally:
+        await db.dispose()
+    return results
+
+
+async def run(settings: Settings) -> list[CheckResult]:
+    results = [CheckResult("config", True, f"loaded; environment {settings.env.value}")]
+    results += _secrets(settings)
+    results += await _database(settings)
+    return results

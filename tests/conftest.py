@@ -1,0 +1,169 @@
+"""Shared fixtures: one real PostgreSQL per run, one migrated database, one app."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from mtai.app import create_app
+from mtai.config import Settings
+from mtai.db.migrate import upgrade
+from mtai.runtime import Runtime
+from mtai.services.principal import operator
+from tests.support.postgres import fresh_database, test_server
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "production",
+        "database_url": database_url,
+        "jwt_secret": secrets.token_urlsafe(48),
+        "key_pepper": secrets.token_urlsafe(48),
+        "db_pool_size": 5,
+        "last_used_flush_seconds": 0.2,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    with test_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+    with fresh_database(pg_admin_url) as url:
+        await upgrade(url, "mtai_app")
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def runtime(app: FastAPI) -> Runtime:
+    rt: Runtime = app.state.runtime
+    return rt
+
+
+@pytest.fixture(scope="session")
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+@dataclass
+class TenantFixture:
+    """A tenant with an owner (logged in), a member, and an admin-scoped API key."""
+
+    id: uuid.UUID
+    slug: str
+    owner_email: str
+    owner_password: str
+    owner_token: str
+    member_id: uuid.UUID
+    member_token: str
+    key_id: uuid.UUID
+    key: str
+
+    @property
+    def owner(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.owner_token}"}
+
+    @property
+    def member(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.member_token}"}
+
+    @property
+    def api_key(self) -> dict[str, str]:
+        return {"X-API-Key": self.key}
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str, **headers: str) -> str:
+    response = await client.post(
+        "/api/v1/auth/login", json={"email": email, "password": password}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+async def make_tenant(client: httpx.AsyncClient, runtime: Runtime) -> TenantFixture:
+    slug = f"t-{secrets.token_hex(4)}"
+    owner_email, password = f"owner@{slug}.example", secrets.token_urlsafe(16)
+    tenant, _ = await runtime.tenants.create(
+        operator(), slug=slug, name=slug.upper(), owner_email=owner_email, owner_password=password
+    )
+    owner_token = await login(client, owner_email, password)
+    owner = {"Authorization": f"Bearer {owner_token}"}
+    member_email, member_password = f"member@{slug}.example", secrets.token_urlsafe(16)
+    created = await client.post(
+        "/api/v1/users",
+        json={"email": member_email, "password": member_password, "role": "member"},
+        headers=owner,
+    )
+    assert created.status_code == 201, created.text
+    key = await client.post(
+        "/api/v1/keys", json={"name": "ci", "scopes": ["chat", "rag:read", "admin"]}, headers=owner
+    )
+    assert key.status_code == 201, key.text
+    return TenantFixture(
+        id=tenant.id,
+        slug=slug,
+        owner_email=owner_email,
+        owner_password=password,
+        owner_token=owner_token,
+        member_id=uuid.UUID(created.json()["id"]),
+        member_token=await login(client, member_email, member_password),
+        key_id=uuid.UUID(key.json()["id"]),
+        key=key.json()["key"],
+    )
+
+
+@pytest.fixture
+async def tenant_a(client: httpx.AsyncClient, runtime: Runtime) -> TenantFixture:
+    return await make_tenant(client, runtime)
+
+
+@pytest.fixture
+async def tenant_b(client: httpx.AsyncClient, runtime: Runtime) -> TenantFixture:
+    return await make_tenant(client, runtime)
+
+
+@dataclass
+class AdminFixture:
+    email: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture
+async def platform_admin(client: httpx.AsyncClient, runtime: Runtime) -> AdminFixture:
+    email, password = f"root-{secrets.token_hex(4)}@platform.example", secrets.token_urlsafe(16)
+    await runtime.users.create_account(
+        operator(), email=email, password=password, platform_admin=True
+    )
+    return AdminFixture(email, password, await login(client, email, password))

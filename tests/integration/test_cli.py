@@ -1,0 +1,124 @@
+"""The `mtai` command against the test database, as an operator would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+
+import httpx
+
+from mtai.config import Settings
+
+
+def mtai(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    assert settings.jwt_secret is not None
+    assert settings.key_pepper is not None
+    environment = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "MTAI_ENV": "production",
+        "MTAI_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "MTAI_KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        "MTAI_LOG_LEVEL": "WARNING",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "mtai", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def wait_status(client: httpx.AsyncClient, key: str, status: int) -> httpx.Response:
+    deadline = time.monotonic() + 5
+    while True:
+        response = await client.get("/api/v1/auth/me", headers={"X-API-Key": key})
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.05)
+
+
+async def test_operator_workflow(client: httpx.AsyncClient, settings: Settings) -> None:
+    assert mtai(settings, "migrate").stdout.strip() == "migrations applied"
+    created = mtai(
+        settings, "tenant", "create", "cli-co", "--name", "CLI Co", "--owner-email", "o@cli.example"
+    )
+    assert created.returncode == 0, created.stderr
+    owner_password = re.search(r"initial password \(shown once\): (\S+)", created.stdout)
+    assert owner_password is not None
+    login = await client.post(
+        "/api/v1/auth/login", json={"email": "o@cli.example", "password": owner_password.group(1)}
+    )
+    assert login.status_code == 200
+    assert "cli-co" in mtai(settings, "tenant", "list").stdout
+
+    user = mtai(
+        settings, "user", "create", "u@cli.example", "--tenant", "cli-co", "--role", "admin"
+    )
+    assert user.returncode == 0, user.stderr
+    assert "initial password (shown once)" in user.stdout
+
+    made = mtai(settings, "key", "create", "--tenant", "cli-co", "--scope", "chat", "--name", "ops")
+    assert made.returncode == 0, made.stderr
+    key_id = re.search(r"key ([0-9a-f-]{36})", made.stdout)
+    assert key_id is not None
+    key = made.stdout.strip().splitlines()[-1]
+    me = await client.get("/api/v1/auth/me", headers={"X-API-Key": key})
+    assert me.json()["scopes"] == ["chat"]
+
+    revoked = mtai(settings, "key", "revoke", key_id.group(1), "--tenant", "cli-co")
+    assert revoked.returncode == 0, revoked.stderr
+    assert (await wait_status(client, key, 401)).status_code == 401
+
+    second = mtai(settings, "key", "create", "--tenant", "cli-co").stdout.strip().splitlines()[-1]
+    assert (await client.get("/api/v1/auth/me", headers={"X-API-Key": second})).status_code == 200
+    assert mtai(settings, "tenant", "suspend", "cli-co").returncode == 0
+    assert (await wait_status(client, second, 403)).json()["code"] == "tenant_suspended"
+    assert mtai(settings, "tenant", "reactivate", "cli-co").returncode == 0
+    assert (await wait_status(client, second, 200)).status_code == 200
+
+
+def test_cli_errors_are_one_line_with_exit_1(settings: Settings) -> None:
+    missing = mtai(settings, "tenant", "suspend", "no-such-tenant")
+    assert missing.returncode == 1
+    assert "No tenant with id or slug 'no-such-tenant'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad_slug = mtai(settings, "tenant", "create", "Bad Slug!")
+    assert bad_slug.returncode == 1
+    assert "slug" in bad_slug.stderr
+    no_target = mtai(settings, "user", "create", "x@y.example")
+    assert no_target.returncode == 1
+
+
+def test_doctor_passes_on_a_good_setup(settings: Settings) -> None:
+    result = mtai(settings, "doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("config", "MTAI_JWT_SECRET", "database", "pgvector", "migrations", "app role"):
+        assert f"] {name}:" in result.stdout
+
+
+def test_doctor_names_each_failure_and_its_fix(settings: Settings) -> None:
+    weak = mtai(settings, "doctor", MTAI_JWT_SECRET="changeme")
+    assert weak.returncode == 1
+    assert "[FAIL] MTAI_JWT_SECRET" in weak.stdout
+    assert "fix:" in weak.stdout
+    assert "changeme" not in weak.stdout
+    refused = mtai(settings, "doctor", DATABASE_URL="postgresql://postgres@127.0.0.1:1/mtai")
+    assert refused.returncode == 1
+    assert "[FAIL] database: cannot connect to 127.0.0.1:1/mtai" in refused.stdout
+    assert "security groups" in refused.stdout
+    no_vector = mtai(
+        settings, "doctor", DATABASE_URL="postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    assert no_vector.returncode == 1
+    assert "[FAIL] pgvector" in no_vector.stdout
+    no_db = mtai(settings, "doctor", DATABASE_URL="postgresql://postgres@127.0.0.1:5432/mtai_nope")
+    assert no_db.returncode == 1
+    assert "does not exist" in no_db.stdout

@@ -1,0 +1,139 @@
+"""Tenant administration (platform admins), user and role management, the audit trail."""
+
+from __future__ import annotations
+
+import httpx
+
+from mtai.runtime import Runtime
+from tests.conftest import AdminFixture, TenantFixture, login
+
+
+async def test_tenant_crud_by_platform_admin(
+    client: httpx.AsyncClient, platform_admin: AdminFixture
+) -> None:
+    h = platform_admin.headers
+    created = await client.post(
+        "/api/v1/tenants/",
+        json={
+            "slug": "acme-corp",
+            "name": "Acme",
+            "settings": {"tier": "gold"},
+            "owner_email": "boss@acme.example",
+        },
+        headers=h,
+    )
+    assert created.status_code == 201, created.text
+    tenant = created.json()
+    assert tenant["status"] == "active"
+    assert len(tenant["owner_initial_password"]) >= 16
+    # The generated owner password works.
+    await login(client, "boss@acme.example", tenant["owner_initial_password"])
+    dup = await client.post(
+        "/api/v1/tenants/", json={"slug": "acme-corp", "name": "Again"}, headers=h
+    )
+    assert dup.status_code == 409
+    fetched = await client.get(f"/api/v1/tenants/{tenant['id']}", headers=h)
+    assert fetched.json()["settings"] == {"tier": "gold"}
+    patched = await client.patch(
+        f"/api/v1/tenants/{tenant['id']}", json={"name": "Acme Inc"}, headers=h
+    )
+    assert patched.json()["name"] == "Acme Inc"
+    assert patched.json()["settings"] == {"tier": "gold"}
+    listed = await client.get("/api/v1/tenants/", params={"limit": 200}, headers=h)
+    assert tenant["id"] in {t["id"] for t in listed.json()["items"]}
+    suspended = await client.get("/api/v1/tenants/", params={"status": "suspended"}, headers=h)
+    assert tenant["id"] not in {t["id"] for t in suspended.json()["items"]}
+    assert (await client.delete(f"/api/v1/tenants/{tenant['id']}", headers=h)).status_code == 204
+    assert (await client.get(f"/api/v1/tenants/{tenant['id']}", headers=h)).status_code == 404
+
+
+async def test_tenants_api_is_platform_admin_only(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    for credential in (tenant_a.owner, tenant_a.api_key, tenant_a.member):
+        assert (await client.get("/api/v1/tenants/", headers=credential)).status_code == 403
+        created = await client.post(
+            "/api/v1/tenants/", json={"slug": "sneaky", "name": "x"}, headers=credential
+        )
+        assert created.status_code == 403
+        own = await client.post(f"/api/v1/tenants/{tenant_a.id}/suspend", headers=credential)
+        assert own.status_code == 403
+
+
+async def test_user_management_and_role_rules(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    owner = tenant_a.owner
+    created = await client.post(
+        "/api/v1/users", json={"email": "Ada@Example.COM", "role": "admin"}, headers=owner
+    )
+    assert created.status_code == 201
+    ada = created.json()
+    assert ada["email"] == "ada@example.com"
+    ada_token = await login(client, "ada@example.com", ada["initial_password"])
+    ada_h = {"Authorization": f"Bearer {ada_token}"}
+    # An admin manages members, but cannot create, change or remove owners.
+    assert (
+        await client.post(
+            "/api/v1/users", json={"email": "o2@example.com", "role": "owner"}, headers=ada_h
+        )
+    ).status_code == 403
+    users = (await client.get("/api/v1/users", headers=ada_h)).json()
+    owner_id = next(u["id"] for u in users["items"] if u["role"] == "owner")
+    assert (
+        await client.patch(f"/api/v1/users/{owner_id}", json={"role": "member"}, headers=ada_h)
+    ).status_code == 403
+    promoted = await client.patch(
+        f"/api/v1/users/{tenant_a.member_id}", json={"role": "admin"}, headers=ada_h
+    )
+    assert promoted.json()["role"] == "admin"
+    # The last owner cannot step down.
+    last = await client.patch(f"/api/v1/users/{owner_id}", json={"role": "admin"}, headers=owner)
+    assert last.status_code == 409
+    assert (await client.delete(f"/api/v1/users/{owner_id}", headers=owner)).status_code == 409
+    dup = await client.post("/api/v1/users", json={"email": "ada@example.com"}, headers=owner)
+    assert dup.status_code == 409
+    weak = await client.post(
+        "/api/v1/users", json={"email": "w@example.com", "password": "short"}, headers=owner
+    )
+    assert weak.status_code == 422
+
+
+async def test_member_role_cannot_manage_users(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    response = await client.get("/api/v1/users", headers=tenant_a.member)
+    assert response.status_code == 403
+    assert response.json()["code"] == "insufficient_scope"
+
+
+async def test_audit_records_changes_for_the_right_viewers(
+    client: httpx.AsyncClient,
+    platform_admin: AdminFixture,
+    tenant_a: TenantFixture,
+    tenant_b: TenantFixture,
+) -> None:
+    await client.post(f"/api/v1/keys/{tenant_a.key_id}/revoke", headers=tenant_a.owner)
+    events = (await client.get("/api/v1/admin/audit", headers=tenant_a.owner)).json()
+    actions = [e["action"] for e in events["items"]]
+    assert actions[0] == "api_key.revoke"
+    assert {"tenant.create", "user.add", "api_key.create"} <= set(actions)
+    assert all(e["tenant_id"] == str(tenant_a.id) for e in events["items"])
+    revoke = events["items"][0]
+    assert revoke["target_id"] == str(tenant_a.key_id)
+    assert revoke["actor_type"] == "user"
+    assert revoke["request_id"]
+    filtered = (
+        await client.get(
+            "/api/v1/admin/audit", params={"action": "user.add"}, headers=tenant_a.owner
+        )
+    ).json()
+    assert {e["action"] for e in filtered["items"]} == {"user.add"}
+    assert (await client.get("/api/v1/admin/audit", headers=tenant_a.member)).status_code == 403
+    everything = (
+        await client.get(
+            "/api/v1/admin/audit", params={"limit": 200}, headers=platform_admin.headers
+        )
+    ).json()
+    tenants_seen = {e["tenant_id"] for e in everything["items"]}
+    assert {str(tenant_a.id), str(tenant_b.id)} <= tenants_seen

@@ -114,6 +114,7 @@ def start(pgdata: Path, port: int) -> EmbeddedPostgres:
     pgdata.mkdir(parents=True, exist_ok=True)
     if user is not None:
         _allow_traversal(pgdata.parent)
+        _allow_traversal(_bin("postgres").parent.parent)  # the wheel's binaries, libs, share
         shutil.chown(pgdata, user, user)
         pgdata.chmod(0o700)
     running = _running_port(pgdata)

@@ -53,7 +53,7 @@ def _settings_with_database(settings: Settings) -> tuple[Settings, bool]:
     if settings.database_url:
         return settings, False
     pgdata = settings.data_dir / "pgdata"
-    was_running = embedded._running_port(pgdata.resolve()) is not None if pgdata.exists() else False
+    was_running = embedded.running_port(pgdata) is not None
     server = embedded.start(pgdata, settings.embedded_pg_port)
     return settings.model_copy(update={"database_url": server.url}), not was_running
 

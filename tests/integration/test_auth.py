@@ -238,3 +238,34 @@ async def test_revocation_reaches_other_processes_before_the_ttl(
                 break
             await asyncio.sleep(0.05)
         assert outcome == "api_key_revoked"
+
+
+async def test_login_without_choice_prefers_an_active_tenant(
+    client: httpx.AsyncClient,
+    platform_admin: AdminFixture,
+    tenant_a: TenantFixture,
+    tenant_b: TenantFixture,
+) -> None:
+    await client.post(
+        "/api/v1/users",
+        json={"email": tenant_a.owner_email, "role": "member"},
+        headers=tenant_b.owner,
+    )
+    await client.post(f"/api/v1/tenants/{tenant_a.id}/suspend", headers=platform_admin.headers)
+    response = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password},
+    )
+    assert response.status_code == 200
+    assert response.json()["user"]["tenant"]["slug"] == tenant_b.slug
+    await client.post(f"/api/v1/tenants/{tenant_a.id}/reactivate", headers=platform_admin.headers)
+
+
+async def test_logins_are_audited(client: httpx.AsyncClient, tenant_a: TenantFixture) -> None:
+    events = (
+        await client.get(
+            "/api/v1/admin/audit", params={"action": "auth.login"}, headers=tenant_a.owner
+        )
+    ).json()["items"]
+    assert events
+    assert events[0]["actor_type"] == "user"

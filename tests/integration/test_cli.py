@@ -122,3 +122,11 @@ def test_doctor_names_each_failure_and_its_fix(settings: Settings) -> None:
     no_db = mtai(settings, "doctor", DATABASE_URL="postgresql://postgres@127.0.0.1:5432/mtai_nope")
     assert no_db.returncode == 1
     assert "does not exist" in no_db.stdout
+
+
+def test_serve_refuses_default_secrets_in_production(settings: Settings) -> None:
+    refused = mtai(settings, "serve", "--port", "1", MTAI_JWT_SECRET="changeme", MTAI_KEY_PEPPER="")
+    assert refused.returncode == 1
+    assert "Refusing to start in production" in refused.stderr
+    assert "MTAI_JWT_SECRET is empty or a well-known default" in refused.stderr
+    assert "MTAI_KEY_PEPPER" in refused.stderr

@@ -80,7 +80,7 @@ def test_serve_first_start_then_restart(tmp_path: Path) -> None:
         me = httpx.get(f"{base}/api/v1/auth/me", headers={"X-API-Key": key.group(1)})
         assert me.status_code == 200
     # Stopped with the API: the embedded server it started is gone.
-    assert embedded._running_port(data_dir.resolve() / "pgdata") is None
+    assert embedded.running_port(data_dir.resolve() / "pgdata") is None
 
     with serving(data_dir, api_port, pg_port) as (_, lines):
         output = "".join(lines)
@@ -88,4 +88,4 @@ def test_serve_first_start_then_restart(tmp_path: Path) -> None:
         assert "embedded_postgres.started" in output
         me = httpx.get(f"{base}/api/v1/auth/me", headers={"X-API-Key": key.group(1)})
         assert me.status_code == 200  # data and dev secrets were kept
-    assert embedded._running_port(data_dir.resolve() / "pgdata") is None
+    assert embedded.running_port(data_dir.resolve() / "pgdata") is None

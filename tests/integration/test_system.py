@@ -1,6 +1,14 @@
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
+
+from mtai.app import create_app
+from mtai.db.migrate import upgrade
+from tests.conftest import TenantFixture, make_settings
+from tests.support.postgres import _psql, fresh_database
 
 
 async def test_ping_is_pong(client: httpx.AsyncClient) -> None:
@@ -44,3 +52,39 @@ async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None
     body = response.json()
     assert body["code"] == "not_found"
     assert body["request_id"] == response.headers["x-request-id"]
+
+
+async def test_health_is_503_naming_the_database_when_it_goes_away(pg_admin_url: str) -> None:
+    """A real outage: the app's database is dropped under it."""
+    with fresh_database(pg_admin_url) as url:
+        await upgrade(url, "mtai_app")
+        app = create_app(make_settings(url))
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.get("/health")).status_code == 200
+                name = url.rsplit("/", 1)[1]
+                _psql(pg_admin_url, f"DROP DATABASE {name} WITH (FORCE)")
+                response = await client.get("/health")
+                assert response.status_code == 503
+                body = response.json()
+                assert body["status"] == "unhealthy"
+                assert body["checks"]["database"]["status"] == "failed"
+                assert "database" in body["detail"]
+                assert (await client.get("/healthz")).status_code == 200  # liveness has no I/O
+
+
+async def test_logs_are_json_with_request_and_tenant_id(
+    client: httpx.AsyncClient, tenant_a: TenantFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mtai.access")
+    response = await client.get("/api/v1/auth/me", headers=tenant_a.api_key)
+    request_id = response.headers["x-request-id"]
+    events = [
+        r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") == "request"
+    ]
+    mine = [e for e in events if e.get("request_id") == request_id]
+    assert len(mine) == 1
+    assert mine[0]["tenant_id"] == str(tenant_a.id)
+    assert mine[0]["status"] == 200
+    assert tenant_a.key not in caplog.text

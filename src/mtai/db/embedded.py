@@ -80,9 +80,9 @@ def _pg(args: list[str], user: str | None, timeout: float = 60) -> str:
     return result.stdout
 
 
-def _running_port(pgdata: Path) -> int | None:
+def running_port(pgdata: Path) -> int | None:
     """The port of a server already running on `pgdata`, from its postmaster.pid."""
-    pidfile = pgdata / "postmaster.pid"
+    pidfile = pgdata.resolve() / "postmaster.pid"
     if not pidfile.exists():
         return None
     lines = pidfile.read_text().splitlines()
@@ -117,7 +117,7 @@ def start(pgdata: Path, port: int) -> EmbeddedPostgres:
         _allow_traversal(_bin("postgres").parent.parent)  # the wheel's binaries, libs, share
         shutil.chown(pgdata, user, user)
         pgdata.chmod(0o700)
-    running = _running_port(pgdata)
+    running = running_port(pgdata)
     if running is not None:
         log.info("embedded_postgres.reused", port=running, pgdata=str(pgdata))
         server = EmbeddedPostgres(pgdata, running)
@@ -174,7 +174,7 @@ def _ensure_database(server: EmbeddedPostgres, user: str | None) -> None:
 
 def stop(pgdata: Path) -> None:
     pgdata = pgdata.resolve()
-    if _running_port(pgdata) is None:
+    if running_port(pgdata) is None:
         return
     _pg([str(_bin("pg_ctl")), "-D", str(pgdata), "-w", "-m", "fast", "stop"], _run_as())
     log.info("embedded_postgres.stopped", pgdata=str(pgdata))

@@ -18,7 +18,7 @@ from mtai.db.repositories import tenants as tenants_repo
 from mtai.db.repositories import users as users_repo
 from mtai.errors import Forbidden, NotFound, Unauthorized
 from mtai.logging import get_logger
-from mtai.services import key_material, passwords, tokens
+from mtai.services import audit, key_material, passwords, tokens
 from mtai.services.auth_cache import AuthCache
 from mtai.services.principal import ROLE_SCOPES, Principal, Role, Scope
 
@@ -307,14 +307,26 @@ class Authenticator:
             tenant_id=tenant.id if tenant else None,
             ttl_seconds=self.jwt_ttl_seconds,
         )
+        async with self.db.platform() as session:
+            await audit.record(
+                session,
+                Principal(tenant_id=tenant.id if tenant else None, user_id=user.id),
+                "auth.login",
+                tenant_id=tenant.id if tenant else None,
+                target_type="user",
+                target_id=user.id,
+            )
         return LoginResult(token, self.jwt_ttl_seconds, user, tenant, role, tenants)
 
     async def _pick_tenant(
         self, user: User, tenants: list[tuple[Tenant, Role]], tenant_header: str | None
     ) -> tuple[Tenant | None, Role | None]:
         if tenant_header is None:
-            # Several tenants and no choice: the oldest membership; the response lists the rest.
-            return tenants[0] if tenants else (None, None)
+            # Several tenants and no choice: the oldest active membership; the response lists all.
+            candidates = [(t, r) for t, r in tenants if t.status == "active"] or tenants
+            if not candidates:
+                return None, None
+            return candidates[0]
         ref = tenant_header.strip().lower()
         for tenant, role in tenants:
             if ref in (str(tenant.id), tenant.slug):

@@ -99,7 +99,7 @@ async def _database(settings: Settings) -> list[CheckResult]:
     url = settings.database_url
     if not url:
         pgdata = (settings.data_dir / "pgdata").resolve()
-        port = embedded._running_port(pgdata) if pgdata.exists() else None
+        port = embedded.running_port(pgdata)
         if port is None:
             return [
                 CheckResult(

@@ -76,7 +76,8 @@ class TenantService:
                 target_id=tenant.id,
                 details={"slug": slug, "owner_email": owner_email},
             )
-        self.cache.invalidate(slug_cache_key(slug))
+            # Another process may remember this slug as unknown (an earlier X-Tenant-ID).
+            await invalidate(session, self.cache, slug_cache_key(slug))
         return tenant, generated
 
     async def list(

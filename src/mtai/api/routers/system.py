@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 
 from mtai import __version__
 from mtai.api.deps import RuntimeDep
@@ -17,7 +17,7 @@ log = get_logger(__name__)
 CHECK_TIMEOUT_SECONDS = 3.0
 
 
-@router.get("/ping", response_class=PlainTextResponse, summary="Liveness for load balancers")
+@router.get("/ping", summary='Liveness for load balancers: the JSON string "pong"')
 async def ping() -> JSONResponse:
     return JSONResponse("pong")
 

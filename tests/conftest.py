@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import secrets
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +19,9 @@ from mtai.app import create_app
 from mtai.config import Settings
 from mtai.db.migrate import upgrade
 from mtai.runtime import Runtime
+from mtai.services.catalog import ModelDefinition, ModelSpec
 from mtai.services.principal import operator
+from tests.support.fake_upstreams import FakeUpstream
 from tests.support.postgres import fresh_database, test_server
 
 
@@ -26,7 +31,10 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "database_url": database_url,
         "jwt_secret": secrets.token_urlsafe(48),
         "key_pepper": secrets.token_urlsafe(48),
+        "encryption_key": secrets.token_urlsafe(48),
         "db_pool_size": 5,
+        "data_dir": Path(tempfile.mkdtemp(prefix="mtai-test-data-")),
+        "usage_flush_seconds": 0.1,
         "last_used_flush_seconds": 0.2,
         **overrides,
     }
@@ -167,3 +175,61 @@ async def platform_admin(client: httpx.AsyncClient, runtime: Runtime) -> AdminFi
         operator(), email=email, password=password, platform_admin=True
     )
     return AdminFixture(email, password, await login(client, email, password))
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[FakeUpstream]:
+    """OpenAI-compatible, Anthropic and Bedrock protocols on one loopback server."""
+    with FakeUpstream() as fake:
+        yield fake
+
+
+async def add_model(
+    runtime: Runtime, fake: FakeUpstream, provider: str, **overrides: Any
+) -> ModelSpec:
+    """A catalog model pointing at the fake upstream, with a name unique to the test."""
+    name = overrides.pop("name", f"{provider}-{secrets.token_hex(3)}")
+    base = {"openai": f"{fake.base_url}/v1", "anthropic": fake.base_url, "bedrock": fake.base_url}
+    values: dict[str, Any] = {
+        "name": name,
+        "provider": provider,
+        "upstream_model": f"up-{name}",
+        "base_url": base.get(provider),
+        "region": "us-east-1" if provider == "bedrock" else None,
+        "api_key": "AKIDEXAMPLE:secret" if provider == "bedrock" else "platform-key",
+        "context_window": 8192,
+        "max_output_tokens": 1024,
+        "input_price_per_1m": Decimal("3.000000"),
+        "output_price_per_1m": Decimal("15.000000"),
+        "timeout_seconds": 5.0,
+        "max_retries": 2,
+        **overrides,
+    }
+    return await runtime.catalog.put_model(None, ModelDefinition(**values))
+
+
+@pytest.fixture(scope="session")
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app on a real loopback port (its own thread and event loop), for real HTTP clients."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), log_config=None, timeout_graceful_shutdown=2)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "live server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)
+    sock.close()

@@ -10,7 +10,18 @@ from fastapi import FastAPI
 from mtai import __version__
 from mtai.api import errors
 from mtai.api.middleware import RequestContextMiddleware
-from mtai.api.routers import admin, auth, keys, system, tenants, users
+from mtai.api.routers import (
+    admin,
+    auth,
+    chat,
+    credentials,
+    keys,
+    models_admin,
+    openai_api,
+    system,
+    tenants,
+    users,
+)
 from mtai.config import Settings, get_settings
 from mtai.logging import configure_logging
 from mtai.runtime import open_runtime
@@ -41,6 +52,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         users.router,
         keys.router,
         admin.router,
+        models_admin.router,
+        credentials.router,
+        chat.router,
+        openai_api.router,
     ):
         app.include_router(router)
     return app

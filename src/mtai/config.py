@@ -62,6 +62,28 @@ class Settings(BaseSettings):
     key_pepper: SecretStr | None = Field(
         default=None, description="Secret mixed into API key hashes (HMAC-SHA256)."
     )
+    encryption_key: SecretStr | None = Field(
+        default=None, description="Key that encrypts provider credentials at rest."
+    )
+    default_model: str = Field(
+        default="extractive", description="Model used when neither request nor tenant names one."
+    )
+    models_file: Path | None = Field(
+        default=None, description="TOML file of platform models, loaded into the catalog at start."
+    )
+    local_model_path: Path | None = Field(
+        default=None,
+        description="GGUF file for the `local` provider (default: packaged Gemma 3 270M).",
+    )
+    local_model_threads: int = Field(
+        default=2, ge=1, le=64, description="CPU threads for local model."
+    )
+    usage_flush_seconds: float = Field(
+        default=1.0, ge=0.05, le=60, description="How often the usage spool is written to Postgres."
+    )
+    max_message_chars: int = Field(
+        default=100_000, ge=100, description="Longest single chat message accepted (422 above)."
+    )
     auth_cache_ttl_seconds: float = Field(
         default=10.0,
         ge=0,

@@ -14,11 +14,22 @@ from mtai.db.engine import Database
 from mtai.db.notify import listen
 from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
+from mtai.providers.embeddings.minilm import MiniLMEmbedder
+from mtai.providers.llm.registry import ProviderRegistry
 from mtai.services import secrets
 from mtai.services.api_keys import ApiKeyService
 from mtai.services.auth import Authenticator, LastUsedRecorder
 from mtai.services.auth_cache import AuthCache
+from mtai.services.catalog import Catalog
+from mtai.services.chat import ChatService
+from mtai.services.circuit_breaker import CircuitBreaker
+from mtai.services.crypto import SecretBox
+from mtai.services.embeddings import EmbeddingService
+from mtai.services.gateway import Gateway
+from mtai.services.llm_router import LLMRouter
 from mtai.services.tenants import TenantService
+from mtai.services.usage import UsageLedger
+from mtai.services.usage_reports import UsageReports
 from mtai.services.users import UserService
 
 log = get_logger(__name__)
@@ -34,6 +45,13 @@ class Runtime:
     users: UserService
     keys: ApiKeyService
     last_used: LastUsedRecorder
+    catalog: Catalog
+    registry: ProviderRegistry
+    ledger: UsageLedger
+    gateway: Gateway
+    chat: ChatService
+    usage: UsageReports
+    embeddings: EmbeddingService
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listener_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -72,18 +90,27 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
     )
     cache: AuthCache[object] = AuthCache(settings.auth_cache_ttl_seconds)
     last_used = LastUsedRecorder(db)
+    auth = Authenticator(
+        db,
+        cache,
+        jwt_secret=resolved.jwt_secret,
+        key_pepper=resolved.key_pepper,
+        jwt_ttl_seconds=settings.jwt_ttl_seconds,
+        last_used=last_used,
+    )
+    catalog = Catalog(
+        db, cache, SecretBox(resolved.encryption_key), default_model=settings.default_model
+    )
+    registry = ProviderRegistry(
+        local_model_path=settings.local_model_path, local_threads=settings.local_model_threads
+    )
+    ledger = UsageLedger(db, settings.data_dir / "usage-spool")
+    gateway = Gateway(auth, catalog, registry, LLMRouter(CircuitBreaker()), ledger)
     runtime = Runtime(
         settings=settings,
         db=db,
         cache=cache,
-        auth=Authenticator(
-            db,
-            cache,
-            jwt_secret=resolved.jwt_secret,
-            key_pepper=resolved.key_pepper,
-            jwt_ttl_seconds=settings.jwt_ttl_seconds,
-            last_used=last_used,
-        ),
+        auth=auth,
         tenants=TenantService(db, cache),
         users=UserService(db, cache),
         keys=ApiKeyService(
@@ -93,9 +120,22 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
             default_grace_seconds=settings.key_rotation_grace_seconds,
         ),
         last_used=last_used,
+        catalog=catalog,
+        registry=registry,
+        ledger=ledger,
+        gateway=gateway,
+        chat=ChatService(db, gateway),
+        usage=UsageReports(db),
+        embeddings=EmbeddingService(MiniLMEmbedder(), ledger),
     )
     try:
         await _check_role(db, settings.db_app_role)
+        await catalog.ensure_defaults()
+        if settings.models_file is not None and background:
+            names = await catalog.load_file(settings.models_file)
+            log.info("catalog.loaded", file=str(settings.models_file), models=names)
+        # Records spooled by a process that died are drained at once.
+        await ledger.drain()
         if background:
             runtime.tasks.append(
                 asyncio.create_task(
@@ -108,6 +148,9 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
                     last_used.run(settings.last_used_flush_seconds), name="last-used-flush"
                 )
             )
+            runtime.tasks.append(
+                asyncio.create_task(ledger.run(settings.usage_flush_seconds), name="usage-drain")
+            )
         yield runtime
     finally:
         for task in runtime.tasks:
@@ -117,4 +160,9 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
             await last_used.flush()
         except Exception:
             log.exception("last_used.final_flush_failed")
+        try:
+            await ledger.close()
+        except Exception:
+            log.exception("usage.final_drain_failed")  # the spool file stays for the next start
+        await registry.aclose()
         await db.dispose()

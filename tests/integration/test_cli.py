@@ -17,12 +17,14 @@ from mtai.config import Settings
 def mtai(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     assert settings.jwt_secret is not None
     assert settings.key_pepper is not None
+    assert settings.encryption_key is not None
     environment = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
         "MTAI_ENV": "production",
         "MTAI_JWT_SECRET": settings.jwt_secret.get_secret_value(),
         "MTAI_KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        "MTAI_ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
         "MTAI_LOG_LEVEL": "WARNING",
         **env,
     }

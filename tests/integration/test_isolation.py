@@ -14,7 +14,15 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from mtai.db.models import ApiKey, AuditEvent, Membership, Tenant
+from mtai.db.models import (
+    ApiKey,
+    AuditEvent,
+    ChatMessage,
+    Conversation,
+    Membership,
+    ProviderCredential,
+    Tenant,
+)
 from mtai.runtime import Runtime
 from tests.conftest import TenantFixture
 
@@ -22,7 +30,7 @@ from tests.conftest import TenantFixture
 @dataclass(frozen=True)
 class Case:
     method: str
-    path: str  # {tenant_id}, {member_id}, {key_id} are filled with the victim's ids
+    path: str  # placeholders are filled with the victim's ids (see `victim`)
     body: dict[str, Any] | None = None
     expect: int = 404
 
@@ -35,6 +43,12 @@ CASES = [
     Case("POST", "/api/v1/keys/{key_id}/revoke"),
     Case("DELETE", "/api/v1/keys/{key_id}"),
     Case("POST", "/api/v1/keys/{key_id}/rotate", {}),
+    Case("GET", "/api/v1/chat/conversations/{conversation_id}"),
+    Case("DELETE", "/api/v1/chat/conversations/{conversation_id}"),
+    Case("POST", "/api/v1/chat/", {"message": "hi", "conversation_id": "{conversation_id}"}),
+    # Credentials are keyed by provider within the caller's own tenant: B's stay untouched.
+    Case("DELETE", "/api/v1/provider-credentials/{provider}"),
+    Case("PUT", "/api/v1/provider-credentials/{other_provider}", {"api_key": "a-own"}, expect=200),
     # Platform-only routes refuse every tenant credential alike (403 for any id, own included),
     # which reveals nothing about whether the id exists.
     Case("GET", "/api/v1/tenants/{tenant_id}", expect=403),
@@ -42,9 +56,35 @@ CASES = [
     Case("POST", "/api/v1/tenants/{tenant_id}/suspend", expect=403),
     Case("POST", "/api/v1/tenants/{tenant_id}/reactivate", expect=403),
     Case("DELETE", "/api/v1/tenants/{tenant_id}", expect=403),
+    Case(
+        "PUT",
+        "/api/v1/admin/models/{model}",
+        {
+            "name": "{model}",
+            "provider": "extractive",
+            "upstream_model": "x",
+            "context_window": 1,
+            "max_output_tokens": 1,
+            "input_price_per_1m": 0,
+            "output_price_per_1m": 0,
+        },
+        expect=403,
+    ),
+    Case("DELETE", "/api/v1/admin/models/{model}", expect=403),
 ]
 
-LISTS = ["/api/v1/users", "/api/v1/keys", "/api/v1/admin/audit"]
+LISTS = [
+    "/api/v1/users",
+    "/api/v1/keys",
+    "/api/v1/admin/audit",
+    "/api/v1/chat/conversations",
+    "/api/v1/admin/usage",
+    "/api/v1/admin/usage/events",
+    "/api/v1/admin/prompt-logs",
+    "/api/v1/provider-credentials",
+    "/api/v1/chat/models",
+    "/v1/models",
+]
 
 
 async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
@@ -66,12 +106,67 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
         events = (
             await session.execute(select(AuditEvent.id).where(AuditEvent.tenant_id == tenant.id))
         ).all()
+        conversations = (
+            await session.execute(
+                select(Conversation.id, Conversation.title, Conversation.updated_at).where(
+                    Conversation.tenant_id == tenant.id
+                )
+            )
+        ).all()
+        messages = (
+            await session.execute(select(ChatMessage.id).where(ChatMessage.tenant_id == tenant.id))
+        ).all()
+        creds = (
+            await session.execute(
+                select(ProviderCredential.provider, ProviderCredential.api_key_encrypted).where(
+                    ProviderCredential.tenant_id == tenant.id
+                )
+            )
+        ).all()
     return {
         "tenant": (t.name, t.status, t.settings),
         "members": sorted(map(tuple, members)),
         "keys": sorted(map(tuple, keys)),
         "events": len(events),
+        "conversations": sorted(map(tuple, conversations)),
+        "messages": len(messages),
+        "credentials": sorted(map(tuple, creds)),
     }
+
+
+@pytest.fixture
+async def victim(client: httpx.AsyncClient, tenant_b: TenantFixture) -> dict[str, Any]:
+    """Tenant B's ids for every placeholder a case may use."""
+    chat = await client.post(
+        "/api/v1/chat/",
+        json={"message": "B's secret", "model": "extractive"},
+        headers=tenant_b.api_key,
+    )
+    assert chat.status_code == 200
+    put = await client.put(
+        "/api/v1/provider-credentials/anthropic",
+        json={"api_key": "b-secret"},
+        headers=tenant_b.owner,
+    )
+    assert put.status_code == 200
+    return {
+        "tenant_id": tenant_b.id,
+        "member_id": tenant_b.member_id,
+        "key_id": tenant_b.key_id,
+        "conversation_id": chat.json()["conversation_id"],
+        "request_id": chat.json()["request_id"],
+        "provider": "anthropic",
+        "other_provider": "bedrock",
+        "model": "extractive",
+    }
+
+
+def fill(value: Any, ids: dict[str, Any]) -> Any:
+    if isinstance(value, str):
+        return value.format(**ids)
+    if isinstance(value, dict):
+        return {k: fill(v, ids) for k, v in value.items()}
+    return value
 
 
 def credentials(tenant: TenantFixture) -> dict[str, dict[str, str]]:
@@ -84,17 +179,19 @@ async def test_other_tenants_ids_are_not_found(
     runtime: Runtime,
     tenant_a: TenantFixture,
     tenant_b: TenantFixture,
+    victim: dict[str, Any],
     case: Case,
 ) -> None:
     before = await snapshot(runtime, tenant_b)
-    path = case.path.format(
-        tenant_id=tenant_b.id, member_id=tenant_b.member_id, key_id=tenant_b.key_id
-    )
+    path = fill(case.path, victim)
     for name, headers in credentials(tenant_a).items():
-        response = await client.request(case.method, path, json=case.body, headers=headers)
+        response = await client.request(
+            case.method, path, json=fill(case.body, victim), headers=headers
+        )
         assert response.status_code == case.expect, (name, response.text)
         assert str(tenant_b.id) not in response.text or case.expect == 403
-        assert response.json()["code"] in ("not_found", "platform_admin_required")
+        if case.expect >= 400:
+            assert response.json()["code"].endswith(("not_found", "platform_admin_required"))
     assert await snapshot(runtime, tenant_b) == before
     # B still works with its own credentials.
     assert (await client.get("/api/v1/auth/me", headers=tenant_b.api_key)).status_code == 200
@@ -102,14 +199,22 @@ async def test_other_tenants_ids_are_not_found(
 
 @pytest.mark.parametrize("path", LISTS)
 async def test_lists_show_only_own_tenant(
-    client: httpx.AsyncClient, tenant_a: TenantFixture, tenant_b: TenantFixture, path: str
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    tenant_a: TenantFixture,
+    tenant_b: TenantFixture,
+    victim: dict[str, Any],
+    path: str,
 ) -> None:
+    await runtime.ledger.drain()  # B's usage is in Postgres, where A's lists would find it
     for headers in credentials(tenant_a).values():
-        response = await client.get(path, params={"limit": 200}, headers=headers)
-        assert response.status_code == 200
+        params = {} if path.endswith(("usage", "models", "credentials")) else {"limit": 200}
+        response = await client.get(path, params=params, headers=headers)
+        assert response.status_code == 200, response.text
         text = response.text
-        for foreign in (tenant_b.id, tenant_b.member_id, tenant_b.key_id):
-            assert str(foreign) not in text
+        for foreign in (tenant_b.id, tenant_b.member_id, tenant_b.key_id, *victim.values()):
+            if str(foreign) not in ("extractive", "anthropic", "bedrock"):
+                assert str(foreign) not in text
         assert tenant_b.owner_email not in text
 
 

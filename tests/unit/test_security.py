@@ -102,7 +102,13 @@ def test_production_refuses_default_secrets() -> None:
     assert "MTAI_JWT_SECRET" in message
     assert "MTAI_KEY_PEPPER" in message
     assert "changeme" not in message
-    good = Settings(_env_file=None, env="production", jwt_secret=STRONG, key_pepper=STRONG[::-1])
+    good = Settings(
+        _env_file=None,
+        env="production",
+        jwt_secret=STRONG,
+        key_pepper=STRONG[::-1],
+        encryption_key=STRONG + "e",
+    )
     assert secrets.resolve(good).jwt_secret == STRONG
 
 

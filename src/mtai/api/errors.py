@@ -31,63 +31,86 @@ _STATUS_CODES = {
 }
 
 
-def error_body(status: int, detail: str, code: str | None = None, **extra: Any) -> dict[str, Any]:
-    return {
-        "detail": detail,
-        "code": code or _STATUS_CODES.get(status, "error"),
-        "request_id": request_id_var.get(),
-        **extra,
-    }
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def is_openai_path(path: str) -> bool:
+    return path == "/v1" or path.startswith("/v1/")
+
+
+def error_body(
+    status: int, detail: str, code: str | None = None, *, path: str = "", **extra: Any
+) -> dict[str, Any]:
+    code = code or _STATUS_CODES.get(status, "error")
+    if is_openai_path(path):
+        # OpenAI's own shape, so its SDKs raise their usual exceptions with our message.
+        kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return {
+            "error": {"message": detail, "type": kind, "param": None, "code": code},
+            "request_id": request_id_var.get(),
+        }
+    return {"detail": detail, "code": code, "request_id": request_id_var.get(), **extra}
 
 
 def error_response(
+    request: Request,
     status: int,
     detail: str,
     code: str | None = None,
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    return JSONResponse(
-        error_body(status, detail, code, **extra), status_code=status, headers=headers
-    )
+    path = request.url.path
+    if status == 422 and is_openai_path(path):
+        status = 400  # OpenAI answers invalid requests with 400; its SDKs expect that
+    body = error_body(status, detail, code, path=path, **extra)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-    return error_response(exc.status_code, exc.detail, exc.code, headers=headers)
+    return error_response(request, exc.status_code, exc.detail, exc.code, headers=headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # The offending input is left out on purpose: it may be a password.
     errors = [{"loc": _location(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
     summary = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:5])
-    return error_response(422, f"Invalid request: {summary}", "validation_error", errors=errors)
+    return error_response(
+        request, 422, f"Invalid request: {summary}", "validation_error", errors=errors
+    )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such endpoint; see /docs for the API."
-    return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+    return error_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
 
 
-async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     log.info("integrity_error", error=str(getattr(exc, "orig", exc))[:300])
     return error_response(
-        409, "This conflicts with existing data (duplicate or in use).", "conflict"
+        request, 409, "This conflicts with existing data (duplicate or in use).", "conflict"
     )
 
 
-async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", exc_info=exc)
     return error_response(
+        request,
         500,
         f"Internal error. Quote request id {request_id_var.get()} when reporting it.",
         "internal_error",

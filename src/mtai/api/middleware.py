@@ -71,13 +71,13 @@ class RequestContextMiddleware:
         try:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._too_large(send_wrapper)
+                await self._too_large(send_wrapper, scope["path"])
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except _TooLarge:
             if response_started:
                 raise
-            await self._too_large(send_wrapper)
+            await self._too_large(send_wrapper, scope["path"])
         finally:
             log.info(
                 "request",
@@ -89,12 +89,13 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id", "tenant_id")
             request_id_var.reset(token)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, path: str) -> None:
         body = json.dumps(
             error_body(
                 413,
                 f"Request body is larger than {self.max_body_bytes} bytes; send less.",
                 "payload_too_large",
+                path=path,
             )
         ).encode()
         await send(

@@ -9,6 +9,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from mtai.db.engine import Database
 from mtai.db.models import Tenant, User
@@ -30,6 +31,7 @@ class TenantState:
     id: uuid.UUID
     slug: str
     active: bool
+    settings: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,11 @@ class Authenticator:
             return value if isinstance(value, TenantState) else None
         async with self.db.platform() as session:
             tenant = await tenants_repo.get(session, tenant_id)
-        state = TenantState(tenant.id, tenant.slug, tenant.status == "active") if tenant else None
+        state = (
+            TenantState(tenant.id, tenant.slug, tenant.status == "active", dict(tenant.settings))
+            if tenant
+            else None
+        )
         self.cache.put(tenant_cache_key(tenant_id), state)
         return state
 
@@ -187,6 +193,10 @@ class Authenticator:
         )
         self.cache.put(key_cache_key(prefix), state)
         return state
+
+    async def tenant_settings(self, tenant_id: uuid.UUID) -> dict[str, Any]:
+        state = await self._tenant(tenant_id)
+        return state.settings if state is not None else {}
 
     async def resolve_tenant_ref(self, ref: str) -> TenantState | None:
         """A tenant named by id or slug, as X-Tenant-ID allows."""

@@ -37,6 +37,7 @@ def _secrets(settings: Settings) -> list[CheckResult]:
     for name, value in (
         ("MTAI_JWT_SECRET", settings.jwt_secret),
         ("MTAI_KEY_PEPPER", settings.key_pepper),
+        ("MTAI_ENCRYPTION_KEY", settings.encryption_key),
     ):
         problem = secret_problem(name, value)
         if problem is None:

@@ -7,6 +7,8 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from pydantic import SecretStr
+
 from mtai.config import Settings, secret_problem
 from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
@@ -19,16 +21,24 @@ DEV_SECRETS_FILE = "dev-secrets.json"
 class ResolvedSecrets:
     jwt_secret: str
     key_pepper: str
+    encryption_key: str
 
 
 def resolve(settings: Settings) -> ResolvedSecrets:
-    named = {"MTAI_JWT_SECRET": settings.jwt_secret, "MTAI_KEY_PEPPER": settings.key_pepper}
+    named = {
+        "MTAI_JWT_SECRET": settings.jwt_secret,
+        "MTAI_KEY_PEPPER": settings.key_pepper,
+        "MTAI_ENCRYPTION_KEY": settings.encryption_key,
+    }
     problems = [p for name, value in named.items() if (p := secret_problem(name, value))]
     if not problems:
         assert settings.jwt_secret is not None
         assert settings.key_pepper is not None
+        assert settings.encryption_key is not None
         return ResolvedSecrets(
-            settings.jwt_secret.get_secret_value(), settings.key_pepper.get_secret_value()
+            settings.jwt_secret.get_secret_value(),
+            settings.key_pepper.get_secret_value(),
+            settings.encryption_key.get_secret_value(),
         )
     if not settings.is_development:
         raise ConfigurationError(
@@ -44,15 +54,23 @@ def resolve(settings: Settings) -> ResolvedSecrets:
 def _development_secrets(settings: Settings) -> ResolvedSecrets:
     """Random secrets kept under the data dir, so tokens and keys survive restarts."""
     path = settings.data_dir / DEV_SECRETS_FILE
-    if path.exists():
-        stored = json.loads(path.read_text())
-    else:
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    missing = [
+        name for name in ("jwt_secret", "key_pepper", "encryption_key") if name not in stored
+    ]
+    if missing:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        stored = {"jwt_secret": secrets.token_urlsafe(48), "key_pepper": secrets.token_urlsafe(48)}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        stored |= {name: secrets.token_urlsafe(48) for name in missing}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(stored, handle)
-        log.info("dev_secrets.generated", path=str(path))
-    jwt = settings.jwt_secret.get_secret_value() if settings.jwt_secret else stored["jwt_secret"]
-    pepper = settings.key_pepper.get_secret_value() if settings.key_pepper else stored["key_pepper"]
-    return ResolvedSecrets(jwt or stored["jwt_secret"], pepper or stored["key_pepper"])
+        log.info("dev_secrets.generated", path=str(path), names=missing)
+
+    def pick(value: SecretStr | None, name: str) -> str:
+        return (value.get_secret_value() if value else "") or str(stored[name])
+
+    return ResolvedSecrets(
+        pick(settings.jwt_secret, "jwt_secret"),
+        pick(settings.key_pepper, "key_pepper"),
+        pick(settings.encryption_key, "encryption_key"),
+    )

@@ -11,7 +11,7 @@ from mtai.db.engine import Database
 from mtai.db.models import Tenant
 from mtai.db.repositories import tenants as tenants_repo
 from mtai.errors import Conflict, InvalidInput, NotFound
-from mtai.services import audit
+from mtai.services import audit, tenant_settings
 from mtai.services.auth import slug_cache_key, tenant_cache_key
 from mtai.services.auth_cache import AuthCache
 from mtai.services.invalidation import invalidate
@@ -34,6 +34,7 @@ def _check_slug(slug: str) -> str:
 def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
     if len(json.dumps(settings)) > MAX_SETTINGS_BYTES:
         raise InvalidInput(f"Tenant settings must be at most {MAX_SETTINGS_BYTES} bytes of JSON.")
+    tenant_settings.parse(settings)
     return settings
 
 
@@ -123,6 +124,7 @@ class TenantService:
                 target_id=tenant_id,
                 details={"fields": sorted(changes)},
             )
+            await invalidate(session, self.cache, tenant_cache_key(tenant_id))
         return tenant
 
     async def set_status(

@@ -1,9 +1,10 @@
-"""Administration: the audit trail (stats and usage arrive with the gateway)."""
+"""Administration: usage and cost, prompt logs, the audit trail."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Query
 from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
 from mtai.api.schemas import Page, ResponseModel
 from mtai.services import audit
+from mtai.services.usage_reports import totals
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -43,4 +45,109 @@ async def list_audit(
         total=total,
         limit=paging.limit,
         offset=paging.offset,
+    )
+
+
+class DailyUsageOut(ResponseModel):
+    tenant_id: uuid.UUID
+    day: date
+    model: str
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+
+
+class UsageTotals(ResponseModel):
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+
+
+class UsageOut(ResponseModel):
+    since: date | None
+    until: date | None
+    totals: UsageTotals
+    daily: list[DailyUsageOut]
+
+
+class UsageEventOut(ResponseModel):
+    request_id: str
+    user_id: uuid.UUID | None
+    api_key_id: uuid.UUID | None
+    model: str
+    provider: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+    latency_ms: int
+    ttft_ms: int | None
+    status: str
+    error_code: str | None
+    cached: bool
+    api: str
+    created_at: datetime
+
+
+class PromptLogOut(ResponseModel):
+    request_id: str
+    model: str
+    prompt: list[dict[str, Any]]
+    response: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@router.get("/usage", response_model=UsageOut, summary="Daily usage and cost per tenant and model")
+async def usage(
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    since: date | None = None,
+    until: date | None = None,
+) -> UsageOut:
+    rows = await runtime.usage.daily(principal, since=since, until=until)
+    summed = totals(rows)
+    return UsageOut(
+        since=since,
+        until=until,
+        totals=UsageTotals.model_validate(summed),
+        daily=[DailyUsageOut.model_validate(r) for r in rows],
+    )
+
+
+@router.get("/usage/events", response_model=Page[UsageEventOut], summary="One row per request")
+async def usage_events(
+    principal: PrincipalDep, runtime: RuntimeDep, paging: PagingDep
+) -> Page[UsageEventOut]:
+    items, total = await runtime.usage.events(principal, limit=paging.limit, offset=paging.offset)
+    return Page[UsageEventOut](
+        items=[UsageEventOut.model_validate(e) for e in items],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.get("/prompt-logs", response_model=Page[PromptLogOut], summary="Where the tenant allows it")
+async def prompt_logs(
+    principal: PrincipalDep, runtime: RuntimeDep, paging: PagingDep
+) -> Page[PromptLogOut]:
+    items, total = await runtime.usage.prompt_logs(
+        principal, limit=paging.limit, offset=paging.offset
+    )
+    return Page[PromptLogOut](
+        items=[PromptLogOut.model_validate(e) for e in items],
+        total=total,
+        limit=paging.limit,
+        offset=paging.offset,
+    )
+
+
+@router.get("/stats", response_model=UsageTotals, summary="Totals of the last 30 days")
+async def stats(principal: PrincipalDep, runtime: RuntimeDep) -> UsageTotals:
+    return UsageTotals.model_validate(
+        totals(await runtime.usage.daily(principal, since=None, until=None))
     )

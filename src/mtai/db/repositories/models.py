@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mtai.db.models import LLMModel
+
+
+async def list_all(session: AsyncSession) -> list[LLMModel]:
+    result = await session.execute(select(LLMModel).order_by(LLMModel.name))
+    return list(result.scalars())
+
+
+async def get(session: AsyncSession, name: str) -> LLMModel | None:
+    return await session.get(LLMModel, name)
+
+
+async def upsert(session: AsyncSession, values: dict[str, Any]) -> LLMModel:
+    statement = insert(LLMModel).values(**values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[LLMModel.name],
+        set_={k: statement.excluded[k] for k in values if k != "name"},
+    )
+    await session.execute(statement)
+    model = await session.get(LLMModel, values["name"], populate_existing=True)
+    assert model is not None
+    return model
+
+
+async def delete(session: AsyncSession, model: LLMModel) -> None:
+    await session.delete(model)
+    await session.flush()

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mtai.db.models import PromptLog, UsageDaily, UsageEvent
+
+
+async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert, skipping request ids already recorded; returns the rows actually inserted."""
+    if not rows:
+        return []
+    statement = (
+        insert(UsageEvent)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=[UsageEvent.request_id])
+        .returning(UsageEvent.request_id)
+    )
+    inserted = set((await session.execute(statement)).scalars())
+    return [row for row in rows if row["request_id"] in inserted]
+
+
+async def add_to_daily(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    statement = insert(UsageDaily).values(rows)
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[UsageDaily.tenant_id, UsageDaily.day, UsageDaily.model],
+            set_={
+                name: getattr(UsageDaily, name) + statement.excluded[name]
+                for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
+            },
+        )
+    )
+
+
+async def insert_prompt_logs(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(
+            insert(PromptLog)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=[PromptLog.request_id])
+        )
+
+
+async def purge_prompt_logs(session: AsyncSession, now: datetime) -> int:
+    result = await session.execute(
+        delete(PromptLog).where(PromptLog.expires_at <= now).returning(PromptLog.request_id)
+    )
+    return len(result.all())
+
+
+async def daily(
+    session: AsyncSession, *, tenant_id: uuid.UUID | None, since: date, until: date
+) -> list[UsageDaily]:
+    query = select(UsageDaily).where(UsageDaily.day >= since, UsageDaily.day <= until)
+    if tenant_id is not None:
+        query = query.where(UsageDaily.tenant_id == tenant_id)
+    result = await session.execute(
+        query.order_by(UsageDaily.day, UsageDaily.tenant_id, UsageDaily.model)
+    )
+    return list(result.scalars())
+
+
+async def events_page(
+    session: AsyncSession, *, tenant_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[UsageEvent], int]:
+    rows = await session.execute(
+        select(UsageEvent)
+        .where(UsageEvent.tenant_id == tenant_id)
+        .order_by(UsageEvent.created_at.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    total = await session.execute(
+        select(func.count()).select_from(UsageEvent).where(UsageEvent.tenant_id == tenant_id)
+    )
+    return list(rows.scalars()), int(total.scalar_one())
+
+
+async def get_event(session: AsyncSession, request_id: str) -> UsageEvent | None:
+    return await session.get(UsageEvent, request_id)
+
+
+async def prompt_logs_page(
+    session: AsyncSession, *, tenant_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[PromptLog], int]:
+    rows = await session.execute(
+        select(PromptLog)
+        .where(PromptLog.tenant_id == tenant_id)
+        .order_by(PromptLog.created_at.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    total = await session.execute(
+        select(func.count()).select_from(PromptLog).where(PromptLog.tenant_id == tenant_id)
+    )
+    return list(rows.scalars()), int(total.scalar_one())

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: LLMs, embeddings, storage. No tenant business rules."""

@@ -1,0 +1,1 @@
+"""Text embedding models that turn passages and queries into vectors for retrieval."""

@@ -1,0 +1,1 @@
+"""LLM provider adapters, each speaking its service's real wire protocol, streaming included."""

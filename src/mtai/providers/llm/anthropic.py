@@ -1,0 +1,129 @@
+"""Anthropic Messages API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import httpx
+
+from mtai.providers.llm.base import (
+    Completion,
+    CompletionRequest,
+    Delta,
+    StreamEnd,
+    StreamEvent,
+    UpstreamError,
+    Usage,
+    error_for_status,
+)
+from mtai.providers.llm.openai_compat import malformed
+from mtai.providers.llm.sse import events
+
+API_VERSION = "2023-06-01"
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, base_url: str, api_key: str | None, client: httpx.AsyncClient) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
+        self.client = client
+
+    def _body(self, request: CompletionRequest, stream: bool) -> dict[str, Any]:
+        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
+        body: dict[str, Any] = {
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "messages": [
+                {"role": m.role, "content": m.content}
+                for m in request.messages
+                if m.role != "system"
+            ],
+            "stream": stream,
+        }
+        if system:
+            body["system"] = system
+        if request.temperature is not None:
+            body["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0-1
+        return body
+
+    async def _post(self, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return await self.client.post(
+                f"{self.base_url}/v1/messages", json=body, headers=self.headers
+            )
+        except httpx.TimeoutException as exc:
+            raise UpstreamError("upstream timed out", retryable=True) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(f"upstream unreachable: {exc}", retryable=True) from exc
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        response = await self._post(self._body(request, False))
+        if response.status_code != 200:
+            raise error_for_status(
+                response.status_code, response.text, response.headers.get("retry-after")
+            )
+        try:
+            body = response.json()
+            text = "".join(b.get("text", "") for b in body["content"] if b.get("type") == "text")
+            usage = body.get("usage") or {}
+            return Completion(
+                text=text,
+                usage=Usage(int(usage["input_tokens"]), int(usage["output_tokens"]))
+                if usage
+                else None,
+                finish_reason=_FINISH.get(body.get("stop_reason") or "", "stop"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise malformed(self.name, exc) from exc
+
+    async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
+        prompt_tokens, completion_tokens, finish = 0, 0, "stop"
+        try:
+            async with self.client.stream(
+                "POST",
+                f"{self.base_url}/v1/messages",
+                json=self._body(request, True),
+                headers=self.headers,
+            ) as response:
+                if response.status_code != 200:
+                    text = (await response.aread()).decode(errors="replace")
+                    raise error_for_status(
+                        response.status_code, text, response.headers.get("retry-after")
+                    )
+                async for event, data in events(response):
+                    try:
+                        payload = json.loads(data)
+                        if event == "message_start":
+                            usage = payload["message"].get("usage") or {}
+                            prompt_tokens = int(usage.get("input_tokens", 0))
+                        elif event == "content_block_delta":
+                            text = payload["delta"].get("text")
+                            if text:
+                                yield Delta(text)
+                        elif event == "message_delta":
+                            completion_tokens = int(
+                                (payload.get("usage") or {}).get("output_tokens", 0)
+                            )
+                            reason = (payload.get("delta") or {}).get("stop_reason") or ""
+                            finish = _FINISH.get(reason, finish)
+                        elif event == "error":
+                            raise UpstreamError(
+                                f"anthropic stream error: {data[:300]}", retryable=True
+                            )
+                        elif event == "message_stop":
+                            break
+                    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                        raise malformed(self.name, exc) from exc
+        except httpx.TimeoutException as exc:
+            raise UpstreamError("upstream timed out", retryable=True) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(f"upstream unreachable: {exc}", retryable=True) from exc
+        yield StreamEnd(Usage(prompt_tokens, completion_tokens), finish)
+
+    async def aclose(self) -> None:
+        """The shared HTTP client is owned by the registry."""

@@ -1,0 +1,310 @@
+"""The model catalog: platform models and prices, which models a tenant may use, and with whose key.
+
+Reads go through the same process cache as authentication (invalidated by NOTIFY on change),
+so choosing a model costs no database round trip on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mtai.db.engine import Database
+from mtai.db.repositories import credentials as credentials_repo
+from mtai.db.repositories import models as models_repo
+from mtai.errors import ConfigurationError, Forbidden, InvalidInput, NotFound
+from mtai.providers.llm.registry import Endpoint
+from mtai.services import audit
+from mtai.services import tenant_settings as tenant_settings_model
+from mtai.services.auth_cache import AuthCache
+from mtai.services.crypto import SecretBox
+from mtai.services.invalidation import invalidate
+from mtai.services.principal import Principal
+
+PROVIDERS = ("openai", "anthropic", "bedrock", "local", "extractive")
+CATALOG_KEY = "catalog"
+EXTRACTIVE = "extractive"
+
+
+def credentials_key(tenant_id: uuid.UUID) -> str:
+    return f"creds:{tenant_id}"
+
+
+class ModelDefinition(BaseModel):
+    """A catalog entry as an operator writes it (API body or models file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
+    provider: str = Field(pattern="^(" + "|".join(PROVIDERS) + ")$")
+    upstream_model: str = Field(min_length=1, max_length=200)
+    base_url: str | None = Field(default=None, max_length=500, pattern=r"^https?://")
+    region: str | None = Field(default=None, max_length=32)
+    api_key: str | None = Field(default=None, max_length=4000)
+    context_window: int = Field(gt=0, le=10_000_000)
+    max_output_tokens: int = Field(gt=0, le=1_000_000)
+    input_price_per_1m: Decimal = Field(ge=0, le=100_000, decimal_places=6)
+    output_price_per_1m: Decimal = Field(ge=0, le=100_000, decimal_places=6)
+    timeout_seconds: float = Field(default=60.0, gt=0, le=900)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    fallbacks: list[str] = Field(default_factory=list, max_length=10)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    provider: str
+    upstream_model: str
+    base_url: str | None
+    region: str | None
+    api_key: str | None = field(repr=False)
+    context_window: int
+    max_output_tokens: int
+    input_price_per_1m: Decimal
+    output_price_per_1m: Decimal
+    timeout_seconds: float
+    max_retries: int
+    fallbacks: tuple[str, ...]
+    enabled: bool
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """Exact: prices are per million tokens, kept as decimals end to end."""
+        return (
+            prompt_tokens * self.input_price_per_1m + completion_tokens * self.output_price_per_1m
+        ) / Decimal(1_000_000)
+
+
+DEFAULT_MODELS = [
+    ModelDefinition(
+        name=EXTRACTIVE,
+        provider="extractive",
+        upstream_model="extractive",
+        context_window=32_768,
+        max_output_tokens=4_096,
+        input_price_per_1m=Decimal(0),
+        output_price_per_1m=Decimal(0),
+        timeout_seconds=30,
+        max_retries=0,
+    ),
+]
+
+
+class Catalog:
+    def __init__(
+        self, db: Database, cache: AuthCache[object], box: SecretBox, *, default_model: str
+    ) -> None:
+        self.db = db
+        self.cache = cache
+        self.box = box
+        self.default_model = default_model
+
+    # -- reads (cached) --------------------------------------------------------------------
+
+    async def models(self) -> dict[str, ModelSpec]:
+        hit, value = self.cache.get(CATALOG_KEY)
+        if hit and isinstance(value, dict):
+            return value
+        async with self.db.unscoped() as session:
+            rows = await models_repo.list_all(session)
+        specs = {
+            row.name: ModelSpec(
+                name=row.name,
+                provider=row.provider,
+                upstream_model=row.upstream_model,
+                base_url=row.base_url,
+                region=row.region,
+                api_key=self.box.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None,
+                context_window=row.context_window,
+                max_output_tokens=row.max_output_tokens,
+                input_price_per_1m=Decimal(row.input_price_per_1m),
+                output_price_per_1m=Decimal(row.output_price_per_1m),
+                timeout_seconds=row.timeout_seconds,
+                max_retries=row.max_retries,
+                fallbacks=tuple(row.fallbacks),
+                enabled=row.enabled,
+            )
+            for row in rows
+        }
+        self.cache.put(CATALOG_KEY, specs)
+        return specs
+
+    async def allowed(self, tenant_settings: dict[str, Any]) -> list[ModelSpec]:
+        policy = tenant_settings_model.parse(tenant_settings)
+        enabled = [m for m in (await self.models()).values() if m.enabled]
+        if policy.allowed_models is None:
+            return enabled
+        return [m for m in enabled if m.name in policy.allowed_models]
+
+    async def resolve(self, tenant_settings: dict[str, Any], name: str | None) -> ModelSpec:
+        """The model a request uses: 404 for an unknown model, 403 for one not allowed here."""
+        allowed = await self.allowed(tenant_settings)
+        by_name = {m.name: m for m in allowed}
+        if name is None:
+            policy = tenant_settings_model.parse(tenant_settings)
+            for candidate in (policy.default_model, self.default_model):
+                if candidate in by_name:
+                    return by_name[candidate]
+            if allowed:
+                return allowed[0]
+            raise Forbidden(
+                "No model is enabled for this tenant; ask an administrator.",
+                code="model_not_allowed",
+            )
+        if name in by_name:
+            return by_name[name]
+        known = await self.models()
+        if name not in known or not known[name].enabled:
+            raise NotFound(
+                f"Model '{name}' does not exist. GET /api/v1/chat/models lists yours.",
+                code="model_not_found",
+            )
+        raise Forbidden(
+            f"Model '{name}' is not enabled for this tenant. "
+            f"Allowed: {', '.join(sorted(by_name)) or 'none'}.",
+            code="model_not_allowed",
+        )
+
+    async def chain(self, tenant_settings: dict[str, Any], primary: ModelSpec) -> list[ModelSpec]:
+        """The primary and its fallbacks, in order, keeping only those the tenant may use."""
+        by_name = {m.name: m for m in await self.allowed(tenant_settings)}
+        chain = [primary]
+        for name in primary.fallbacks:
+            if name in by_name and by_name[name] not in chain:
+                chain.append(by_name[name])
+        return chain
+
+    async def endpoint(self, tenant_id: uuid.UUID, spec: ModelSpec) -> Endpoint:
+        """Where to send `spec`, with the tenant's own key for that provider if it has one."""
+        own = (await self._tenant_credentials(tenant_id)).get(spec.provider)
+        api_key, base_url = (
+            (own[0], own[1] or spec.base_url) if own else (spec.api_key, spec.base_url)
+        )
+        return Endpoint(
+            provider=spec.provider,
+            base_url=base_url,
+            api_key=api_key,
+            region=spec.region,
+            context_window=spec.context_window,
+            timeout=spec.timeout_seconds,
+        )
+
+    async def _tenant_credentials(self, tenant_id: uuid.UUID) -> dict[str, tuple[str, str | None]]:
+        hit, value = self.cache.get(credentials_key(tenant_id))
+        if hit and isinstance(value, dict):
+            return value
+        async with self.db.tenant(tenant_id) as session:
+            rows = await credentials_repo.list_for(session, tenant_id)
+        found = {
+            row.provider: (self.box.decrypt(row.api_key_encrypted), row.base_url) for row in rows
+        }
+        self.cache.put(credentials_key(tenant_id), found)
+        return found
+
+    # -- platform administration -----------------------------------------------------------
+
+    async def put_model(self, actor: Principal | None, definition: ModelDefinition) -> ModelSpec:
+        if actor is not None:
+            actor.require_platform_admin()
+        values = definition.model_dump(exclude={"api_key"})
+        if definition.api_key is not None:
+            values["api_key_encrypted"] = self.box.encrypt(definition.api_key)
+        async with self.db.platform() as session:
+            await models_repo.upsert(session, values)
+            await audit.record(
+                session,
+                actor,
+                "model.put",
+                tenant_id=None,
+                target_type="model",
+                target_id=definition.name,
+                details={"provider": definition.provider, "enabled": definition.enabled},
+            )
+            await invalidate(session, self.cache, CATALOG_KEY)
+        return (await self.models())[definition.name]
+
+    async def delete_model(self, actor: Principal, name: str) -> None:
+        actor.require_platform_admin()
+        if name == EXTRACTIVE:
+            raise InvalidInput(
+                "The extractive answerer is built in; disable it instead of deleting it."
+            )
+        async with self.db.platform() as session:
+            row = await models_repo.get(session, name)
+            if row is None:
+                raise NotFound(f"Model '{name}' does not exist.", code="model_not_found")
+            await models_repo.delete(session, row)
+            await audit.record(
+                session, actor, "model.delete", tenant_id=None, target_type="model", target_id=name
+            )
+            await invalidate(session, self.cache, CATALOG_KEY)
+
+    async def ensure_defaults(self) -> None:
+        known = await self.models()
+        for definition in DEFAULT_MODELS:
+            if definition.name not in known:
+                await self.put_model(None, definition)
+
+    async def load_file(self, path: Path) -> list[str]:
+        """Upsert every `[[models]]` table of a TOML file; returns the names loaded."""
+        try:
+            data = tomllib.loads(await asyncio.to_thread(path.read_text))
+            definitions = [ModelDefinition.model_validate(m) for m in data.get("models", [])]
+        except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+            raise ConfigurationError(f"MTAI_MODELS_FILE {path} is not usable: {exc}") from exc
+        for definition in definitions:
+            await self.put_model(None, definition)
+        return [d.name for d in definitions]
+
+    # -- tenant-supplied credentials -------------------------------------------------------
+
+    async def set_credential(
+        self, actor: Principal, provider: str, api_key: str, base_url: str | None
+    ) -> None:
+        tenant_id = actor.require_tenant_admin()
+        async with self.db.tenant(tenant_id) as session:
+            await credentials_repo.put(
+                session,
+                tenant_id=tenant_id,
+                provider=provider,
+                api_key_encrypted=self.box.encrypt(api_key),
+                base_url=base_url,
+            )
+            await audit.record(
+                session,
+                actor,
+                "credential.put",
+                tenant_id=tenant_id,
+                target_type="provider",
+                target_id=provider,
+            )
+            await invalidate(session, self.cache, credentials_key(tenant_id))
+
+    async def remove_credential(self, actor: Principal, provider: str) -> None:
+        tenant_id = actor.require_tenant_admin()
+        async with self.db.tenant(tenant_id) as session:
+            if not await credentials_repo.remove(session, tenant_id, provider):
+                raise NotFound(f"No credential for provider '{provider}'.")
+            await audit.record(
+                session,
+                actor,
+                "credential.delete",
+                tenant_id=tenant_id,
+                target_type="provider",
+                target_id=provider,
+            )
+            await invalidate(session, self.cache, credentials_key(tenant_id))
+
+    async def list_credentials(self, actor: Principal) -> list[tuple[str, str | None]]:
+        """(provider, base_url) pairs; the keys themselves never leave the server."""
+        tenant_id = actor.require_tenant_admin()
+        async with self.db.tenant(tenant_id) as session:
+            rows = await credentials_repo.list_for(session, tenant_id)
+        return [(row.provider, row.base_url) for row in rows]

@@ -1,0 +1,28 @@
+"""The settings a tenant carries that the platform acts on; other keys are kept as given."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mtai.errors import InvalidInput
+
+
+class TenantSettings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    allowed_models: list[str] | None = Field(
+        default=None, description="Models the tenant may use; absent means every enabled model."
+    )
+    default_model: str | None = Field(default=None, description="Used when a request names none.")
+    log_prompts: bool = Field(default=False, description="Keep prompt and response text.")
+    prompt_log_retention_days: int = Field(default=30, ge=1, le=3650)
+
+
+def parse(raw: dict[str, Any]) -> TenantSettings:
+    try:
+        return TenantSettings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"Invalid tenant settings: {problems}") from exc

@@ -1,0 +1,228 @@
+"""The usage ledger: one record per gateway request, written off the response path, never lost.
+
+A request's record is appended to this process's spool file (one JSON line, flushed to the
+kernel at once: it survives the process crashing). A background task moves spooled records
+into Postgres in batches, idempotently (the request id is the key), together with the daily
+rollups and, where the tenant allows, the prompt log. Spool files of processes that died are
+claimed and drained by the survivors or by the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from mtai.db.engine import Database
+from mtai.db.repositories import usage as usage_repo
+from mtai.logging import get_logger
+from mtai.services.principal import Principal
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptLogEntry:
+    prompt: list[dict[str, str]]
+    response: str
+    retention_days: int
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    request_id: str
+    tenant_id: uuid.UUID
+    user_id: uuid.UUID | None
+    api_key_id: uuid.UUID | None
+    model: str
+    provider: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: Decimal
+    latency_ms: int
+    ttft_ms: int | None
+    status: str  # ok | error | cancelled
+    error_code: str | None
+    api: str  # native | openai
+    created_at: datetime
+    cached: bool = False
+    prompt_log: PromptLogEntry | None = None
+
+    @classmethod
+    def for_principal(cls, principal: Principal, **fields: Any) -> UsageRecord:
+        return cls(
+            tenant_id=principal.require_tenant(),
+            user_id=principal.user_id,
+            api_key_id=principal.api_key_id,
+            **fields,
+        )
+
+
+def _encode(value: object) -> str:
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot spool {type(value).__name__}")
+
+
+def _decode(line: str) -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads(line)
+    for key in ("tenant_id", "user_id", "api_key_id"):
+        raw[key] = uuid.UUID(raw[key]) if raw[key] else None
+    raw["cost_usd"] = Decimal(raw["cost_usd"])
+    raw["created_at"] = datetime.fromisoformat(raw["created_at"])
+    return raw
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class UsageLedger:
+    def __init__(self, db: Database, spool_dir: Path) -> None:
+        self.db = db
+        self.spool_dir = spool_dir
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        self._file = self._open()
+        self._lock = asyncio.Lock()
+
+    def _open(self) -> Any:
+        path = self.spool_dir / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+        return path.open("a", encoding="utf-8")
+
+    def record(self, record: UsageRecord) -> None:
+        """Hand a record over durably. A write to the page cache: microseconds, no await, so
+        it also runs in the `finally` of a cancelled stream."""
+        self._file.write(json.dumps(asdict(record), default=_encode) + "\n")
+        self._file.flush()
+
+    def _claim(self) -> list[Path]:
+        """Files to drain now: this process's current one (rotated) and those of dead processes."""
+        claimed: list[Path] = []
+        current = Path(self._file.name)
+        if current.stat().st_size > 0:
+            self._file.close()
+            self._file = self._open()
+            target = current.with_name(f"claimed-{os.getpid()}-{current.name}")
+            current.rename(target)
+            claimed.append(target)
+        mine = str(os.getpid())
+        for path in sorted(self.spool_dir.glob("*.jsonl")):
+            if path == Path(self._file.name) or path in claimed:
+                continue
+            kind, owner = path.name.split("-")[:2]
+            if kind == "claimed" and owner == mine:
+                claimed.append(path)  # left by a drain of ours that failed: retry it
+                continue
+            if not owner.isdigit() or _alive(int(owner)):
+                continue
+            target = path.with_name(f"claimed-{mine}-{uuid.uuid4().hex[:8]}.jsonl")
+            try:
+                path.rename(target)
+            except FileNotFoundError:
+                continue  # another process claimed it first
+            claimed.append(target)
+        return claimed
+
+    @staticmethod
+    def _read(paths: list[Path]) -> list[dict[str, Any]]:
+        records = []
+        for path in paths:
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(_decode(line))
+                except (ValueError, KeyError, TypeError):
+                    # Only a line cut by a crash mid-write can be torn; say so loudly.
+                    log.error("usage.spool_line_unreadable", file=path.name, line=number)
+        return records
+
+    async def drain(self) -> int:
+        """Move every spooled record into Postgres; returns how many were new."""
+        async with self._lock:
+            paths = self._claim()  # a few renames; on the loop, so `record` never races it
+            if not paths:
+                return 0
+            records = await asyncio.to_thread(self._read, paths)
+            inserted = await self._store(records)
+            for path in paths:
+                path.unlink(missing_ok=True)
+            return inserted
+
+    async def _store(self, records: list[dict[str, Any]]) -> int:
+        events = [{k: v for k, v in r.items() if k != "prompt_log"} for r in records]
+        async with self.db.platform() as session:
+            fresh = await usage_repo.insert_events(session, events)
+            await usage_repo.add_to_daily(session, _rollup(fresh))
+            fresh_ids = {row["request_id"] for row in fresh}
+            logs = [
+                {
+                    "request_id": r["request_id"],
+                    "tenant_id": r["tenant_id"],
+                    "model": r["model"],
+                    "prompt": r["prompt_log"]["prompt"],
+                    "response": r["prompt_log"]["response"],
+                    "created_at": r["created_at"],
+                    "expires_at": r["created_at"]
+                    + timedelta(days=r["prompt_log"]["retention_days"]),
+                }
+                for r in records
+                if r.get("prompt_log") and r["request_id"] in fresh_ids
+            ]
+            await usage_repo.insert_prompt_logs(session, logs)
+            await usage_repo.purge_prompt_logs(session, datetime.now(UTC))
+        return len(fresh)
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.drain()
+            except Exception:
+                # The files stay claimed on disk and are retried by the next drain or start.
+                log.exception("usage.drain_failed")
+
+    async def close(self) -> None:
+        try:
+            await self.drain()
+        finally:
+            self._file.close()
+
+
+def _rollup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    totals: dict[tuple[uuid.UUID, date, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["tenant_id"], row["created_at"].astimezone(UTC).date(), row["model"])
+        total = totals.setdefault(
+            key,
+            {
+                "tenant_id": key[0],
+                "day": key[1],
+                "model": key[2],
+                "requests": 0,
+                "errors": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "cost_usd": Decimal(0),
+            },
+        )
+        total["requests"] += 1
+        total["errors"] += row["status"] == "error"
+        total["prompt_tokens"] += row["prompt_tokens"]
+        total["completion_tokens"] += row["completion_tokens"]
+        total["cost_usd"] += row["cost_usd"]
+    return list(totals.values())

@@ -1,0 +1,80 @@
+"""The usage hand-off survives a crash and is idempotent on request id."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mtai.db.models import UsageDaily, UsageEvent
+from mtai.runtime import Runtime
+from tests.conftest import TenantFixture
+
+CRASHER = textwrap.dedent(
+    """
+    import os, sys, uuid
+    from datetime import UTC, datetime
+    from decimal import Decimal
+    from pathlib import Path
+    from mtai.db.engine import Database
+    from mtai.services.usage import UsageLedger, UsageRecord
+
+    spool, tenant, model = Path(sys.argv[1]), uuid.UUID(sys.argv[2]), sys.argv[3]
+    ledger = UsageLedger(Database("postgresql://unused@127.0.0.1:1/x", app_role="mtai_app"), spool)
+    for n in range(3):
+        ledger.record(UsageRecord(
+            request_id=f"{model}-{n}", tenant_id=tenant, user_id=None, api_key_id=None,
+            model=model, provider="openai", prompt_tokens=100, completion_tokens=10,
+            cost_usd=Decimal("0.000450"), latency_ms=12, ttft_ms=5, status="ok",
+            error_code=None, api="openai", created_at=datetime.now(UTC),
+        ))
+    os._exit(9)  # a crash: no drain, no close, no atexit
+    """
+)
+
+
+def crash_after_recording(spool: Path, tenant: TenantFixture, model: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CRASHER, str(spool), str(tenant.id), model],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 9, result.stderr
+
+
+async def events_for(runtime: Runtime, model: str) -> list[UsageEvent]:
+    async with runtime.db.platform() as session:
+        result = await session.execute(select(UsageEvent).where(UsageEvent.model == model))
+        return list(result.scalars())
+
+
+async def test_records_of_a_crashed_process_are_drained_once(
+    runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    model = f"crash-{uuid.uuid4().hex[:6]}"
+    spool = runtime.ledger.spool_dir
+    crash_after_recording(spool, tenant_a, model)
+    leftovers = [p for p in spool.glob("*.jsonl") if p.stat().st_size > 0]
+    assert leftovers, "the crashed process left its spool behind"
+    copy = leftovers[0].read_text()
+
+    await runtime.ledger.drain()
+    rows = await events_for(runtime, model)
+    assert sorted(r.request_id for r in rows) == [f"{model}-0", f"{model}-1", f"{model}-2"]
+
+    # The same records handed over again (a redelivery) change nothing.
+    (spool / "spool-999999999-replay.jsonl").write_text(copy + '{"request_id": "torn')
+    await runtime.ledger.drain()
+    assert len(await events_for(runtime, model)) == 3
+    async with runtime.db.platform() as session:
+        daily = (
+            await session.execute(select(UsageDaily).where(UsageDaily.model == model))
+        ).scalar_one()
+    assert (daily.requests, daily.prompt_tokens, daily.completion_tokens) == (3, 300, 30)
+    assert not list(spool.glob("*999999999*"))

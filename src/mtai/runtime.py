@@ -16,7 +16,7 @@ from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
 from mtai.providers.embeddings.minilm import MiniLMEmbedder
 from mtai.providers.llm.registry import ProviderRegistry
-from mtai.services import secrets
+from mtai.services import secrets, tokenizer
 from mtai.services.api_keys import ApiKeyService
 from mtai.services.auth import Authenticator, LastUsedRecorder
 from mtai.services.auth_cache import AuthCache
@@ -131,6 +131,8 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
     try:
         await _check_role(db, settings.db_app_role)
         await catalog.ensure_defaults()
+        # Loading the tokenizer's vocabulary takes a while: not on the first request.
+        await asyncio.to_thread(tokenizer.count, "warm up")
         if settings.models_file is not None and background:
             names = await catalog.load_file(settings.models_file)
             log.info("catalog.loaded", file=str(settings.models_file), models=names)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from mtai.db.models import PromptLog, ProviderCredential, UsageDaily, UsageEvent
+from mtai.errors import ConfigurationError
 from mtai.runtime import Runtime
 from tests.conftest import TenantFixture, add_model
 from tests.support.fake_upstreams import Behaviour, FakeUpstream
@@ -560,3 +561,38 @@ async def test_local_model_answers_a_real_prompt(
     )
     deltas = "".join(d["text"] for n, d in parse_sse(streamed.text) if n == "delta")
     assert "Paris" in deltas
+
+
+async def test_overhead_header_excludes_upstream_time(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    tenant_a: TenantFixture,
+) -> None:
+    spec = await add_model(runtime, fake_upstream, "openai")
+    fake_upstream.script(spec.upstream_model, Behaviour(), Behaviour(kind="slow", delay=0.6))
+    warm = await client.post(
+        "/api/v1/chat/", json={"message": "hi", "model": spec.name}, headers=tenant_a.owner
+    )
+    assert warm.status_code == 200  # caches filled: what follows is the steady state
+    response = await client.post(
+        "/api/v1/chat/", json={"message": "hi", "model": spec.name}, headers=tenant_a.owner
+    )
+    assert response.status_code == 200
+    assert response.json()["latency_ms"] >= 600
+    assert float(response.headers["x-mtai-overhead-ms"]) < 300
+
+
+async def test_models_file_loads_into_the_catalog(runtime: Runtime, tmp_path: Any) -> None:
+    path = tmp_path / "models.toml"
+    path.write_text(
+        '[[models]]\nname = "file-model"\nprovider = "openai"\nupstream_model = "m"\n'
+        'base_url = "http://127.0.0.1:9/v1"\ncontext_window = 1000\nmax_output_tokens = 100\n'
+        "input_price_per_1m = 1.5\noutput_price_per_1m = 2\nenabled = false\n"
+    )
+    assert await runtime.catalog.load_file(path) == ["file-model"]
+    spec = (await runtime.catalog.models())["file-model"]
+    assert (spec.input_price_per_1m, spec.enabled) == (Decimal("1.5"), False)
+    path.write_text('[[models]]\nname = "bad"\nprovider = "nope"\n')
+    with pytest.raises(ConfigurationError, match="MTAI_MODELS_FILE"):
+        await runtime.catalog.load_file(path)

@@ -21,3 +21,13 @@ def test_readme_starts_with_the_two_commands() -> None:
     head = (ROOT / "README.md").read_text()[:400]
     assert "make run" in head
     assert "make test" in head
+
+
+def test_example_models_file_is_valid() -> None:
+    import tomllib
+
+    from mtai.services.catalog import ModelDefinition
+
+    data = tomllib.loads((ROOT / "docs" / "models.example.toml").read_text())
+    names = [ModelDefinition.model_validate(m).name for m in data["models"]]
+    assert names == ["gpt-4o-mini", "claude-haiku", "bedrock-claude-haiku", "local-gemma"]

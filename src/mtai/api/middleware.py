@@ -12,7 +12,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mtai.api.errors import error_body
-from mtai.context import request_id_var
+from mtai.context import UpstreamClock, request_id_var, upstream_clock_var
 from mtai.logging import get_logger
 
 log = get_logger("mtai.access")
@@ -39,6 +39,8 @@ class RequestContextMiddleware:
         incoming = headers.get("x-request-id", "")
         request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        clock = UpstreamClock()
+        clock_token = upstream_clock_var.set(clock)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
@@ -49,7 +51,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                elapsed_ms = (time.perf_counter() - started) * 1000
+                # What mtai itself added: everything but the wait on upstream models so far.
+                elapsed_ms = (time.perf_counter() - started - clock.seconds) * 1000
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
@@ -88,6 +91,7 @@ class RequestContextMiddleware:
             )
             structlog.contextvars.unbind_contextvars("request_id", "tenant_id")
             request_id_var.reset(token)
+            upstream_clock_var.reset(clock_token)
 
     async def _too_large(self, send: Send, path: str) -> None:
         body = json.dumps(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
+from mtai.context import upstream_clock_var
 from mtai.errors import AppError
 from mtai.logging import get_logger
 from mtai.providers.llm.base import (
@@ -71,6 +73,20 @@ class LLMRouter:
         self.breaker = breaker
 
     async def _attempts(
+        self,
+        targets: list[Target],
+        make: Callable[[Target], CompletionRequest],
+        call: Callable[[Target, CompletionRequest], Awaitable[object]],
+    ) -> tuple[Target, object]:
+        clock = upstream_clock_var.get()
+        started = time.perf_counter()
+        try:
+            return await self._try_each(targets, make, call)
+        finally:
+            if clock is not None:
+                clock.seconds += time.perf_counter() - started
+
+    async def _try_each(
         self,
         targets: list[Target],
         make: Callable[[Target], CompletionRequest],

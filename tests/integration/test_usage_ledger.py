@@ -78,3 +78,45 @@ async def test_records_of_a_crashed_process_are_drained_once(
         ).scalar_one()
     assert (daily.requests, daily.prompt_tokens, daily.completion_tokens) == (3, 300, 30)
     assert not list(spool.glob("*999999999*"))
+
+
+async def test_prompt_logs_past_their_retention_are_purged(
+    runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from mtai.db.models import PromptLog
+    from mtai.services.usage import PromptLogEntry, UsageRecord
+
+    def record(request_id: str, age_days: int) -> UsageRecord:
+        return UsageRecord(
+            request_id=request_id,
+            tenant_id=tenant_a.id,
+            user_id=None,
+            api_key_id=None,
+            model="m",
+            provider="openai",
+            prompt_tokens=1,
+            completion_tokens=1,
+            cost_usd=Decimal(0),
+            latency_ms=1,
+            ttft_ms=None,
+            status="ok",
+            error_code=None,
+            api="native",
+            created_at=datetime.now(UTC) - timedelta(days=age_days),
+            prompt_log=PromptLogEntry(
+                prompt=[{"role": "user", "content": "q"}], response="a", retention_days=2
+            ),
+        )
+
+    old, fresh = f"old-{uuid.uuid4().hex[:6]}", f"fresh-{uuid.uuid4().hex[:6]}"
+    runtime.ledger.record(record(old, 3))
+    runtime.ledger.record(record(fresh, 1))
+    await runtime.ledger.drain()
+    async with runtime.db.platform() as session:
+        kept = {r.request_id for r in (await session.execute(select(PromptLog))).scalars()}
+        assert await session.get(UsageEvent, old) is not None  # the ledger row stays
+    assert fresh in kept
+    assert old not in kept

@@ -128,3 +128,24 @@ def test_database_url_env_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL")
     monkeypatch.setenv("MTAI_DATABASE_URL", "postgresql://d@e/f")
     assert Settings(_env_file=None).database_url == "postgresql://d@e/f"
+
+
+def test_history_is_trimmed_oldest_first_keeping_system_and_newest() -> None:
+    from mtai.providers.llm.base import Message
+    from mtai.services import tokenizer
+
+    history = [Message("system", "You are terse.")]
+    for n in range(20):
+        history += [
+            Message("user", f"question {n} " * 20),
+            Message("assistant", f"answer {n} " * 20),
+        ]
+    history.append(Message("user", "the newest question"))
+    budget = tokenizer.count_messages(history) // 3
+    trimmed = tokenizer.trim_to_fit(history, budget)
+    assert trimmed[0] == history[0]
+    assert trimmed[-1] == history[-1]
+    assert tokenizer.count_messages(trimmed) <= budget
+    assert trimmed[1:] == history[len(history) - len(trimmed) + 1 :]  # a contiguous newest tail
+    assert len(trimmed) < len(history)
+    assert tokenizer.trim_to_fit(history, 10**6) == history

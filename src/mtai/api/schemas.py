@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
@@ -30,6 +30,15 @@ class ResponseModel(BaseModel):
 class Page(ResponseModel, Generic[T]):
     items: list[T]
     total: int
+    limit: int
+    offset: int
+
+    @classmethod
+    def of(cls, items: list[T], total: int, paging: PagingLike) -> Page[T]:
+        return cls(items=items, total=total, limit=paging.limit, offset=paging.offset)
+
+
+class PagingLike(Protocol):
     limit: int
     offset: int
 

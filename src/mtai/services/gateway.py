@@ -224,23 +224,27 @@ class Gateway:
         )
         return outcome
 
+    def _settle_failure(self, prepared: Prepared, error: AppError) -> None:
+        """Every attempt failed: recorded against the requested model, nothing charged."""
+        self.settle(
+            prepared,
+            prepared.primary,
+            text="",
+            usage=Usage(0, 0),
+            request=None,
+            status="error",
+            error_code=error.code,
+            ttft_ms=None,
+            finish_reason="error",
+        )
+
     async def complete(self, prepared: Prepared) -> Outcome:
         try:
             target, completion = await self.router.complete(
                 prepared.targets, lambda t: self._request_for(prepared, t)
             )
         except AppError as exc:
-            self.settle(
-                prepared,
-                prepared.primary,
-                text="",
-                usage=Usage(0, 0),
-                request=None,
-                status="error",
-                error_code=exc.code,
-                ttft_ms=None,
-                finish_reason="error",
-            )
+            self._settle_failure(prepared, exc)
             raise
         return self.settle(
             prepared,
@@ -262,17 +266,7 @@ class Gateway:
                 prepared.targets, lambda t: self._request_for(prepared, t)
             )
         except AppError as exc:
-            self.settle(
-                prepared,
-                prepared.primary,
-                text="",
-                usage=Usage(0, 0),
-                request=None,
-                status="error",
-                error_code=exc.code,
-                ttft_ms=None,
-                finish_reason="error",
-            )
+            self._settle_failure(prepared, exc)
             raise
         return StreamSession(self, prepared, target, first, rest)
 

@@ -40,12 +40,7 @@ async def list_audit(
     items, total = await audit.list_events(
         runtime.db, principal, action=action, limit=paging.limit, offset=paging.offset
     )
-    return Page[AuditOut](
-        items=[AuditOut.model_validate(e) for e in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return Page[AuditOut].of([AuditOut.model_validate(e) for e in items], total, paging)
 
 
 class DailyUsageOut(ResponseModel):
@@ -123,12 +118,7 @@ async def usage_events(
     principal: PrincipalDep, runtime: RuntimeDep, paging: PagingDep
 ) -> Page[UsageEventOut]:
     items, total = await runtime.usage.events(principal, limit=paging.limit, offset=paging.offset)
-    return Page[UsageEventOut](
-        items=[UsageEventOut.model_validate(e) for e in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return Page[UsageEventOut].of([UsageEventOut.model_validate(e) for e in items], total, paging)
 
 
 @router.get("/prompt-logs", response_model=Page[PromptLogOut], summary="Where the tenant allows it")
@@ -138,12 +128,7 @@ async def prompt_logs(
     items, total = await runtime.usage.prompt_logs(
         principal, limit=paging.limit, offset=paging.offset
     )
-    return Page[PromptLogOut](
-        items=[PromptLogOut.model_validate(e) for e in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return Page[PromptLogOut].of([PromptLogOut.model_validate(e) for e in items], total, paging)
 
 
 @router.get("/stats", response_model=UsageTotals, summary="Totals of the last 30 days")

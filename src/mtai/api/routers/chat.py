@@ -196,11 +196,8 @@ async def conversations(
     items, total = await runtime.chat.conversations(
         principal, limit=paging.limit, offset=paging.offset
     )
-    return Page[ConversationOut](
-        items=[ConversationOut.model_validate(c) for c in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
+    return Page[ConversationOut].of(
+        [ConversationOut.model_validate(c) for c in items], total, paging
     )
 
 

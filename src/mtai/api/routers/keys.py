@@ -59,12 +59,7 @@ async def list_keys(
     principal: PrincipalDep, runtime: RuntimeDep, paging: PagingDep
 ) -> Page[KeyOut]:
     items, total = await runtime.keys.list(principal, limit=paging.limit, offset=paging.offset)
-    return Page[KeyOut](
-        items=[KeyOut.model_validate(k) for k in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return Page[KeyOut].of([KeyOut.model_validate(k) for k in items], total, paging)
 
 
 @router.get("/{key_id}", response_model=KeyOut)

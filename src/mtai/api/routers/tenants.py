@@ -74,12 +74,7 @@ async def list_tenants(
     items, total = await runtime.tenants.list(
         principal, status=status_filter, limit=paging.limit, offset=paging.offset
     )
-    return Page[TenantOut](
-        items=[TenantOut.model_validate(t) for t in items],
-        total=total,
-        limit=paging.limit,
-        offset=paging.offset,
-    )
+    return Page[TenantOut].of([TenantOut.model_validate(t) for t in items], total, paging)
 
 
 @router.get("/{tenant_id}", response_model=TenantOut)

@@ -59,9 +59,7 @@ async def list_users(
     principal: PrincipalDep, runtime: RuntimeDep, paging: PagingDep
 ) -> Page[UserOut]:
     items, total = await runtime.users.list(principal, limit=paging.limit, offset=paging.offset)
-    return Page[UserOut](
-        items=[_out(m) for m in items], total=total, limit=paging.limit, offset=paging.offset
-    )
+    return Page[UserOut].of([_out(m) for m in items], total, paging)
 
 
 @router.post("", response_model=UserCreated, status_code=status.HTTP_201_CREATED)

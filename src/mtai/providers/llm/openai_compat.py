@@ -14,10 +14,9 @@ from mtai.providers.llm.base import (
     Delta,
     StreamEnd,
     StreamEvent,
-    UpstreamError,
     Usage,
-    error_for_status,
 )
+from mtai.providers.llm.http import malformed, raise_for_status, transport_errors
 from mtai.providers.llm.sse import events
 
 
@@ -25,10 +24,6 @@ def _usage(body: dict[str, Any] | None) -> Usage | None:
     if not body:
         return None
     return Usage(int(body.get("prompt_tokens", 0)), int(body.get("completion_tokens", 0)))
-
-
-def malformed(provider: str, exc: Exception) -> UpstreamError:
-    return UpstreamError(f"{provider} sent a malformed response: {exc}", retryable=True)
 
 
 class OpenAICompatProvider:
@@ -53,20 +48,13 @@ class OpenAICompatProvider:
         return body
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        try:
+        with transport_errors():
             response = await self.client.post(
                 f"{self.base_url}/chat/completions",
                 json=self._body(request, False),
                 headers=self.headers,
             )
-        except httpx.TimeoutException as exc:
-            raise UpstreamError("upstream timed out", retryable=True) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"upstream unreachable: {exc}", retryable=True) from exc
-        if response.status_code != 200:
-            raise error_for_status(
-                response.status_code, response.text, response.headers.get("retry-after")
-            )
+            await raise_for_status(response)
         try:
             body = response.json()
             choice = body["choices"][0]
@@ -80,18 +68,14 @@ class OpenAICompatProvider:
 
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
         finish, usage = "stop", None
-        try:
+        with transport_errors():
             async with self.client.stream(
                 "POST",
                 f"{self.base_url}/chat/completions",
                 json=self._body(request, True),
                 headers=self.headers,
             ) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode(errors="replace")
-                    raise error_for_status(
-                        response.status_code, text, response.headers.get("retry-after")
-                    )
+                await raise_for_status(response)
                 async for _event, data in events(response):
                     if data.strip() == "[DONE]":
                         break
@@ -105,10 +89,6 @@ class OpenAICompatProvider:
                             finish = choice.get("finish_reason") or finish
                     except (ValueError, AttributeError, TypeError) as exc:
                         raise malformed(self.name, exc) from exc
-        except httpx.TimeoutException as exc:
-            raise UpstreamError("upstream timed out", retryable=True) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(f"upstream unreachable: {exc}", retryable=True) from exc
         yield StreamEnd(usage, finish)
 
     async def aclose(self) -> None:

@@ -23,6 +23,7 @@ from mtai.services.catalog import ModelDefinition, ModelSpec
 from mtai.services.principal import operator
 from tests.support.fake_upstreams import FakeUpstream
 from tests.support.postgres import fresh_database, test_server
+from tests.support.redis_server import shared_redis_url
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -233,3 +234,9 @@ def live_server(settings: Settings) -> Iterator[str]:
     server.should_exit = True
     thread.join(timeout=15)
     sock.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with shared_redis_url() as url:
+        yield url

@@ -1,1 +1,1 @@
-"""Rate limits, concurrency and budgets: a Redis store shared by all processes, and an in-process one."""
+"""Rate limits, concurrency and budgets: a Redis store for all processes, an in-process one."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import tempfile
 import uuid
@@ -240,3 +241,21 @@ def live_server(settings: Settings) -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     with shared_redis_url() as url:
         yield url
+
+
+def deployment_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess (CLI, API process) of the test deployment."""
+    assert settings.jwt_secret is not None
+    assert settings.key_pepper is not None
+    assert settings.encryption_key is not None
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "MTAI_ENV": "production",
+        "MTAI_JWT_SECRET": settings.jwt_secret.get_secret_value(),
+        "MTAI_KEY_PEPPER": settings.key_pepper.get_secret_value(),
+        "MTAI_ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
+        "MTAI_DATA_DIR": str(settings.data_dir),
+        "MTAI_LOG_LEVEL": "WARNING",
+        **extra,
+    }

@@ -16,6 +16,7 @@ from mtai.api.routers import (
     chat,
     credentials,
     keys,
+    limits,
     models_admin,
     openai_api,
     system,
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin.router,
         models_admin.router,
         credentials.router,
+        limits.router,
         chat.router,
         openai_api.router,
     ):

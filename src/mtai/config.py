@@ -57,6 +57,31 @@ class Settings(BaseSettings):
         default=54329, ge=1024, le=65535, description="Port of the embedded PostgreSQL (127.0.0.1)."
     )
 
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "MTAI_REDIS_URL"),
+        description="redis:// or rediss:// (TLS). Unset: in-process limits (one process only).",
+    )
+    redis_ca_file: str | None = Field(
+        default=None, description="CA bundle for rediss:// with a private certificate authority."
+    )
+    limits_outage_policy: str = Field(
+        default="refuse",
+        pattern="^(refuse|local)$",
+        description="When Redis is down: refuse (503) or local (per-process limits).",
+    )
+    limits_lease_seconds: float = Field(
+        default=900.0,
+        ge=1,
+        le=86400,
+        description="Life of an unsettled concurrency lease or budget reservation.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="If set, /metrics requires 'Authorization: Bearer <token>'."
+    )
+    metrics_max_tenants: int = Field(
+        default=200, ge=1, le=100_000, description="Distinct tenant labels per process in /metrics."
+    )
     jwt_secret: SecretStr | None = Field(default=None, description="HMAC key for access tokens.")
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 86400, description="Token lifetime.")
     key_pepper: SecretStr | None = Field(

@@ -6,6 +6,7 @@ from __future__ import annotations
 class AppError(Exception):
     status_code = 400
     code = "bad_request"
+    headers: dict[str, str] | None = None  # e.g. Retry-After on 429 and 503
 
     def __init__(self, detail: str, *, code: str | None = None) -> None:
         super().__init__(detail)

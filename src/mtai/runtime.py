@@ -15,6 +15,8 @@ from mtai.db.notify import listen
 from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
 from mtai.providers.embeddings.minilm import MiniLMEmbedder
+from mtai.providers.limits.redis_store import RedisLimitStore
+from mtai.providers.limits.redis_store import connect as connect_redis
 from mtai.providers.llm.registry import ProviderRegistry
 from mtai.services import secrets, tokenizer
 from mtai.services.api_keys import ApiKeyService
@@ -26,7 +28,9 @@ from mtai.services.circuit_breaker import CircuitBreaker
 from mtai.services.crypto import SecretBox
 from mtai.services.embeddings import EmbeddingService
 from mtai.services.gateway import Gateway
+from mtai.services.limits import LimitService, OutagePolicy
 from mtai.services.llm_router import LLMRouter
+from mtai.services.metrics import Metrics
 from mtai.services.tenants import TenantService
 from mtai.services.usage import UsageLedger
 from mtai.services.usage_reports import UsageReports
@@ -52,6 +56,8 @@ class Runtime:
     chat: ChatService
     usage: UsageReports
     embeddings: EmbeddingService
+    limits: LimitService
+    metrics: Metrics
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listener_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -105,7 +111,17 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         local_model_path=settings.local_model_path, local_threads=settings.local_model_threads
     )
     ledger = UsageLedger(db, settings.data_dir / "usage-spool")
-    gateway = Gateway(auth, catalog, registry, LLMRouter(CircuitBreaker()), ledger)
+    usage = UsageReports(db)
+    limits = LimitService(
+        RedisLimitStore(connect_redis(settings.redis_url, ca_file=settings.redis_ca_file))
+        if settings.redis_url
+        else None,
+        usage.month_spend,
+        policy=OutagePolicy(settings.limits_outage_policy),
+        lease_seconds=settings.limits_lease_seconds,
+    )
+    metrics = Metrics(settings.metrics_max_tenants)
+    gateway = Gateway(auth, catalog, registry, LLMRouter(CircuitBreaker()), ledger, limits, metrics)
     runtime = Runtime(
         settings=settings,
         db=db,
@@ -125,7 +141,9 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         ledger=ledger,
         gateway=gateway,
         chat=ChatService(db, gateway),
-        usage=UsageReports(db),
+        usage=usage,
+        limits=limits,
+        metrics=metrics,
         embeddings=EmbeddingService(MiniLMEmbedder(), ledger),
     )
     try:
@@ -167,4 +185,5 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         except Exception:
             log.exception("usage.final_drain_failed")  # the spool file stays for the next start
         await registry.aclose()
+        await limits.aclose()
         await db.dispose()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -12,22 +11,11 @@ import time
 import httpx
 
 from mtai.config import Settings
+from tests.conftest import deployment_env
 
 
 def mtai(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    assert settings.jwt_secret is not None
-    assert settings.key_pepper is not None
-    assert settings.encryption_key is not None
-    environment = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "MTAI_ENV": "production",
-        "MTAI_JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "MTAI_KEY_PEPPER": settings.key_pepper.get_secret_value(),
-        "MTAI_ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
-        "MTAI_LOG_LEVEL": "WARNING",
-        **env,
-    }
+    environment = deployment_env(settings, **env)
     return subprocess.run(
         [sys.executable, "-m", "mtai", *args],
         env=environment,

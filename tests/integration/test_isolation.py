@@ -43,6 +43,10 @@ CASES = [
     Case("POST", "/api/v1/keys/{key_id}/revoke"),
     Case("DELETE", "/api/v1/keys/{key_id}"),
     Case("POST", "/api/v1/keys/{key_id}/rotate", {}),
+    Case("GET", "/api/v1/keys/{key_id}/limits"),
+    Case("PUT", "/api/v1/keys/{key_id}/limits", {"rpm": 0}),
+    Case("GET", "/api/v1/tenants/{tenant_id}/limits", expect=403),
+    Case("PUT", "/api/v1/tenants/{tenant_id}/limits", {"rpm": 0}, expect=403),
     Case("GET", "/api/v1/chat/conversations/{conversation_id}"),
     Case("DELETE", "/api/v1/chat/conversations/{conversation_id}"),
     Case("POST", "/api/v1/chat/", {"message": "hi", "conversation_id": "{conversation_id}"}),
@@ -82,6 +86,7 @@ LISTS = [
     "/api/v1/admin/usage/events",
     "/api/v1/admin/prompt-logs",
     "/api/v1/provider-credentials",
+    "/api/v1/limits",
     "/api/v1/chat/models",
     "/v1/models",
 ]
@@ -98,9 +103,9 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
         ).all()
         keys = (
             await session.execute(
-                select(ApiKey.id, ApiKey.name, ApiKey.revoked_at, ApiKey.expires_at).where(
-                    ApiKey.tenant_id == tenant.id
-                )
+                select(
+                    ApiKey.id, ApiKey.name, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.limits
+                ).where(ApiKey.tenant_id == tenant.id)
             )
         ).all()
         events = (
@@ -208,7 +213,9 @@ async def test_lists_show_only_own_tenant(
 ) -> None:
     await runtime.ledger.drain()  # B's usage is in Postgres, where A's lists would find it
     for headers in credentials(tenant_a).values():
-        params = {} if path.endswith(("usage", "models", "credentials")) else {"limit": 200}
+        params = (
+            {} if path.endswith(("usage", "models", "credentials", "limits")) else {"limit": 200}
+        )
         response = await client.get(path, params=params, headers=headers)
         assert response.status_code == 200, response.text
         text = response.text

@@ -78,7 +78,7 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else exc.headers
     return error_response(request, exc.status_code, exc.detail, exc.code, headers=headers)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mtai.db.engine import Database
 from mtai.db.models import ApiKey
@@ -85,6 +86,27 @@ class ApiKeyService:
             key = await keys_repo.get(session, key_id)
         if key is None:
             raise NotFound("API key not found.")
+        return key
+
+    async def set_limits(
+        self, actor: Principal, key_id: uuid.UUID, limits: dict[str, Any]
+    ) -> ApiKey:
+        tenant_id = actor.require_tenant_admin()
+        async with self.db.tenant(tenant_id) as session:
+            key = await keys_repo.get(session, key_id)
+            if key is None:
+                raise NotFound("API key not found.")
+            key = await keys_repo.set_limits(session, key, limits)
+            await audit.record(
+                session,
+                actor,
+                "api_key.limits",
+                tenant_id=tenant_id,
+                target_type="api_key",
+                target_id=key_id,
+                details={"limits": limits},
+            )
+            await invalidate(session, self.cache, key_cache_key(key.prefix))
         return key
 
     async def revoke(self, actor: Principal, key_id: uuid.UUID) -> ApiKey:

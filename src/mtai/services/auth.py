@@ -49,6 +49,7 @@ class KeyState:
     scopes: frozenset[Scope]
     expires_at: datetime | None
     revoked: bool
+    limits: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class Authenticator:
                 scopes=frozenset(Scope(s) for s in key.scopes),
                 expires_at=key.expires_at,
                 revoked=key.revoked_at is not None,
+                limits=dict(key.limits),
             )
             if key
             else None
@@ -238,6 +240,7 @@ class Authenticator:
             api_key_id=state.id,
             role=Role.ADMIN if Scope.ADMIN in state.scopes else Role.MEMBER,
             scopes=state.scopes,
+            key_limits=state.limits or None,
         )
 
     async def _check_header(self, tenant_header: str | None, tenant: TenantState) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -32,7 +32,18 @@ from mtai.providers.llm.registry import ProviderRegistry
 from mtai.services import tenant_settings, tokenizer
 from mtai.services.auth import Authenticator
 from mtai.services.catalog import Catalog, ModelSpec
+from mtai.services.limits import (
+    Admission,
+    BudgetExceeded,
+    Estimate,
+    LimitService,
+    LimitSettings,
+    RateLimited,
+    reserve_tokens,
+)
+from mtai.services.limits import Scope as LimitScope
 from mtai.services.llm_router import LLMRouter, Target
+from mtai.services.metrics import Metrics
 from mtai.services.principal import Principal, Scope
 from mtai.services.usage import PromptLogEntry, UsageLedger, UsageRecord
 
@@ -70,6 +81,7 @@ class Prepared:
     api: str
     request_id: str
     started: float
+    admission: Admission | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,11 @@ class Gateway:
         registry: ProviderRegistry,
         router: LLMRouter,
         ledger: UsageLedger,
+        limits: LimitService,
+        metrics: Metrics,
     ) -> None:
+        self.limits = limits
+        self.metrics = metrics
         self.auth = auth
         self.catalog = catalog
         self.registry = registry
@@ -138,7 +154,7 @@ class Gateway:
             for endpoint in [await self.catalog.endpoint(tenant_id, s)]
         ]
         policy = tenant_settings.parse(settings)
-        return Prepared(
+        prepared = Prepared(
             principal=principal,
             primary=spec,
             targets=targets,
@@ -151,6 +167,29 @@ class Gateway:
             request_id=request_id_var.get() or uuid.uuid4().hex,
             started=time.perf_counter(),
         )
+        scopes = [LimitScope(tenant_id, None, policy.limits)]
+        if principal.api_key_id is not None and principal.key_limits:
+            key_limits = LimitSettings.model_validate(principal.key_limits)
+            scopes.append(LimitScope(tenant_id, principal.api_key_id, key_limits))
+        first = self._request_for(prepared, targets[0])
+        prompt = reserve_tokens(tokenizer.count_messages(first.messages), 0)
+        estimate = Estimate(
+            tokens=prompt + first.max_tokens,
+            cost_usd=max(t.spec.cost(prompt, first.max_tokens) for t in targets),
+        )
+        try:
+            admission = await self.limits.admit(scopes, estimate, prepared.request_id)
+        except (RateLimited, BudgetExceeded) as refusal:
+            self.metrics.refused(tenant_id, refusal.code)
+            raise
+        return replace(prepared, admission=admission)
+
+    @staticmethod
+    async def release(prepared: Prepared, outcome: Outcome | None) -> None:
+        """Hand back what the request reserved, keeping what it really used."""
+        if prepared.admission is not None:
+            used = outcome.prompt_tokens + outcome.completion_tokens if outcome else 0
+            await prepared.admission.settle(used, outcome.cost_usd if outcome else Decimal(0))
 
     @staticmethod
     def _request_for(prepared: Prepared, target: Target) -> CompletionRequest:
@@ -204,6 +243,16 @@ class Gateway:
                 response=text,
                 retention_days=prepared.prompt_log_days,
             )
+        self.metrics.observe(
+            tenant_id=prepared.principal.tenant_id,
+            model=spec.name,
+            status=status,
+            api=prepared.api,
+            latency_seconds=outcome.latency_ms / 1000,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=cost,
+        )
         self.ledger.record(
             UsageRecord.for_principal(
                 prepared.principal,
@@ -245,8 +294,9 @@ class Gateway:
             )
         except AppError as exc:
             self._settle_failure(prepared, exc)
+            await self.release(prepared, None)
             raise
-        return self.settle(
+        outcome = self.settle(
             prepared,
             target.spec,
             text=completion.text,
@@ -257,6 +307,8 @@ class Gateway:
             ttft_ms=_elapsed_ms(prepared.started),
             finish_reason=completion.finish_reason,
         )
+        await self.release(prepared, outcome)
+        return outcome
 
     async def open_stream(self, prepared: Prepared) -> StreamSession:
         """Chooses the upstream (retries and fallbacks included) before any byte is sent, so a
@@ -267,6 +319,7 @@ class Gateway:
             )
         except AppError as exc:
             self._settle_failure(prepared, exc)
+            await self.release(prepared, None)
             raise
         return StreamSession(self, prepared, target, first, rest)
 
@@ -338,3 +391,5 @@ class StreamSession:
                 ttft_ms=ttft,
                 finish_reason=finish,
             )
+            with anyio.CancelScope(shield=True):
+                await Gateway.release(self.prepared, self.outcome)

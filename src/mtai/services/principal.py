@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from mtai.errors import Forbidden, InvalidInput
 
@@ -38,6 +40,7 @@ class Principal:
     role: Role | None = None
     scopes: frozenset[Scope] = field(default_factory=frozenset)
     is_platform_admin: bool = False
+    key_limits: Mapping[str, Any] | None = None  # the API key's own limits, if any
 
     @property
     def actor(self) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtai.errors import InvalidInput
+from mtai.services.limits import LimitSettings
 
 
 class TenantSettings(BaseModel):
@@ -18,6 +19,7 @@ class TenantSettings(BaseModel):
     default_model: str | None = Field(default=None, description="Used when a request names none.")
     log_prompts: bool = Field(default=False, description="Keep prompt and response text.")
     prompt_log_retention_days: int = Field(default=30, ge=1, le=3650)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
 
 def parse(raw: dict[str, Any]) -> TenantSettings:

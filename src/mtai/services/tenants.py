@@ -127,6 +127,13 @@ class TenantService:
             await invalidate(session, self.cache, tenant_cache_key(tenant_id))
         return tenant
 
+    async def set_limits(
+        self, actor: Principal, tenant_id: uuid.UUID, limits: dict[str, Any]
+    ) -> Tenant:
+        """Replace the tenant's limits, keeping its other settings."""
+        current = await self.get(actor, tenant_id)
+        return await self.update(actor, tenant_id, settings={**current.settings, "limits": limits})
+
     async def set_status(
         self, actor: Principal | None, tenant_id: uuid.UUID, status: str
     ) -> Tenant:

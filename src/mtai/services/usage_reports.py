@@ -11,6 +11,7 @@ from mtai.db.engine import Database
 from mtai.db.models import PromptLog, UsageDaily, UsageEvent
 from mtai.db.repositories import usage as usage_repo
 from mtai.errors import InvalidInput
+from mtai.services.limits import micro_usd
 from mtai.services.principal import Principal
 
 MAX_RANGE_DAYS = 366
@@ -71,6 +72,18 @@ class UsageReports:
             return await usage_repo.prompt_logs_page(
                 session, tenant_id=tenant_id, limit=limit, offset=offset
             )
+
+    async def month_spend(
+        self, tenant_id: uuid.UUID, api_key_id: uuid.UUID | None, kind: str
+    ) -> int:
+        """This month's spend from the ledger: micro-dollars (rounded up) or tokens."""
+        now = datetime.now(UTC)
+        start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        async with self.db.tenant(tenant_id) as session:
+            cost, tokens = await usage_repo.month_spend(
+                session, tenant_id=tenant_id, api_key_id=api_key_id, since=start
+            )
+        return micro_usd(cost) if kind == "usd" else tokens
 
     async def event(self, tenant_id: uuid.UUID, request_id: str) -> UsageEvent | None:
         async with self.db.tenant(tenant_id) as session:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import hmac
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mtai import __version__
 from mtai.api.deps import RuntimeDep
+from mtai.errors import Unauthorized
 from mtai.logging import get_logger
 
 router = APIRouter(tags=["system"])
@@ -46,6 +49,17 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
     if failing:
         body["detail"] = f"Failing checks: {', '.join(failing)}"
     return JSONResponse(body, status_code=503 if failing else 200)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(
+    runtime: RuntimeDep, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    token = runtime.settings.metrics_token
+    expected = f"Bearer {token.get_secret_value()}" if token is not None else None
+    if expected is not None and not hmac.compare_digest(authorization or "", expected):
+        raise Unauthorized("/metrics needs 'Authorization: Bearer <MTAI_METRICS_TOKEN>'.")
+    return Response(runtime.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/", summary="Service info")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -65,6 +66,12 @@ async def list_page(
 
 async def set_revoked(session: AsyncSession, key: ApiKey, when: datetime) -> ApiKey:
     key.revoked_at = when
+    await session.flush()
+    return key
+
+
+async def set_limits(session: AsyncSession, key: ApiKey, limits: dict[str, Any]) -> ApiKey:
+    key.limits = limits
     await session.flush()
     return key
 

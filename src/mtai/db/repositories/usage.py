@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -102,3 +103,25 @@ async def prompt_logs_page(
         select(func.count()).select_from(PromptLog).where(PromptLog.tenant_id == tenant_id)
     )
     return list(rows.scalars()), int(total.scalar_one())
+
+
+async def month_spend(
+    session: AsyncSession, *, tenant_id: uuid.UUID, api_key_id: uuid.UUID | None, since: datetime
+) -> tuple[Decimal, int]:
+    """(cost, tokens) recorded since the start of the month, for a tenant or one of its keys."""
+    if api_key_id is None:
+        query = select(
+            func.coalesce(func.sum(UsageDaily.cost_usd), 0),
+            func.coalesce(func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens), 0),
+        ).where(UsageDaily.tenant_id == tenant_id, UsageDaily.day >= since.date())
+    else:
+        query = select(
+            func.coalesce(func.sum(UsageEvent.cost_usd), 0),
+            func.coalesce(func.sum(UsageEvent.prompt_tokens + UsageEvent.completion_tokens), 0),
+        ).where(
+            UsageEvent.tenant_id == tenant_id,
+            UsageEvent.api_key_id == api_key_id,
+            UsageEvent.created_at >= since,
+        )
+    cost, tokens = (await session.execute(query)).one()
+    return Decimal(cost), int(tokens)

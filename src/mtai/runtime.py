@@ -14,6 +14,7 @@ from mtai.db.engine import Database
 from mtai.db.notify import listen
 from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
+from mtai.providers.cache.stores import MemoryCacheStore, RedisCacheStore
 from mtai.providers.embeddings.minilm import MiniLMEmbedder
 from mtai.providers.limits.redis_store import RedisLimitStore
 from mtai.providers.limits.redis_store import connect as connect_redis
@@ -112,16 +113,28 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
     )
     ledger = UsageLedger(db, settings.data_dir / "usage-spool")
     usage = UsageReports(db)
-    limits = LimitService(
-        RedisLimitStore(connect_redis(settings.redis_url, ca_file=settings.redis_ca_file))
+    redis = (
+        connect_redis(settings.redis_url, ca_file=settings.redis_ca_file)
         if settings.redis_url
-        else None,
+        else None
+    )
+    limits = LimitService(
+        RedisLimitStore(redis) if redis is not None else None,
         usage.month_spend,
         policy=OutagePolicy(settings.limits_outage_policy),
         lease_seconds=settings.limits_lease_seconds,
     )
     metrics = Metrics(settings.metrics_max_tenants)
-    gateway = Gateway(auth, catalog, registry, LLMRouter(CircuitBreaker()), ledger, limits, metrics)
+    gateway = Gateway(
+        auth,
+        catalog,
+        registry,
+        LLMRouter(CircuitBreaker()),
+        ledger,
+        limits,
+        metrics,
+        RedisCacheStore(redis) if redis is not None else MemoryCacheStore(),
+    )
     runtime = Runtime(
         settings=settings,
         db=db,

@@ -374,3 +374,51 @@ async def test_metrics_count_requests_refusals_and_bound_tenant_labels(
             ok = await http.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
             assert ok.status_code == 200
             assert ok.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_response_cache_is_opt_in_free_and_tenant_namespaced(
+    client: httpx.AsyncClient,
+    redis_app: tuple[FastAPI, httpx.AsyncClient],
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    platform_admin: AdminFixture,
+    store: str,
+) -> None:
+    http = client if store == "memory" else redis_app[1]
+    spec = await add_model(runtime, fake_upstream, "openai")
+    first = await make_tenant(client, runtime)
+    second = await make_tenant(client, runtime)
+    closed = await make_tenant(client, runtime)
+    for tenant in (first, second):
+        await client.patch(
+            f"/api/v1/tenants/{tenant.id}",
+            json={"settings": {"cache_enabled": True, "cache_ttl_seconds": 60}},
+            headers=platform_admin.headers,
+        )
+    body = {"message": "What is 2+2?", "model": spec.name, "temperature": 0, "cache": True}
+
+    async def ask(tenant: TenantFixture, **extra: Any) -> httpx.Response:
+        response = await http.post("/api/v1/chat/", json={**body, **extra}, headers=tenant.api_key)
+        assert response.status_code == 200, response.text
+        return response
+
+    miss = await ask(first)
+    assert miss.headers["x-mtai-cache"] == "miss"
+    assert Decimal(miss.json()["cost_usd"]) > 0
+    hit = await ask(first)
+    assert hit.headers["x-mtai-cache"] == "hit"
+    assert hit.json()["cached"] is True
+    assert hit.json()["response"] == miss.json()["response"]
+    assert Decimal(hit.json()["cost_usd"]) == 0
+    assert fake_upstream.count(spec.upstream_model) == 1
+    assert (await ask(second)).headers["x-mtai-cache"] == "miss"  # another tenant's namespace
+    assert "x-mtai-cache" not in (await ask(first, cache=False)).headers  # not asked for
+    assert "x-mtai-cache" not in (await ask(closed)).headers  # tenant did not opt in
+    assert fake_upstream.count(spec.upstream_model) == 4
+    app_runtime = runtime if store == "memory" else redis_app[0].state.runtime
+    await app_runtime.ledger.drain()
+    async with runtime.db.platform() as session:
+        row = await session.get(UsageEvent, hit.json()["request_id"])
+    assert row is not None
+    assert (row.cached, row.cost_usd) == (True, 0)

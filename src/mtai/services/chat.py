@@ -63,6 +63,7 @@ class ChatService:
         model: str | None,
         max_tokens: int | None,
         temperature: float | None,
+        use_cache: bool = False,
     ) -> ChatTurn:
         history = await self._history(principal, conversation_id) if conversation_id else []
         chat = ChatInput(
@@ -70,6 +71,7 @@ class ChatService:
             model=model,
             max_tokens=max_tokens,
             temperature=temperature,
+            use_cache=use_cache,
         )
         prepared = await self.gateway.prepare(principal, chat, api="native")
         return ChatTurn(conversation_id or uuid.uuid4(), prepared)

@@ -7,6 +7,8 @@ record per request whatever the outcome (ok, error, cancelled).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from collections.abc import AsyncGenerator
@@ -18,6 +20,7 @@ import anyio
 
 from mtai.context import request_id_var
 from mtai.errors import AppError, InvalidInput
+from mtai.providers.cache.stores import CacheStore
 from mtai.providers.llm.base import (
     CompletionRequest,
     Delta,
@@ -66,6 +69,7 @@ class ChatInput:
     max_tokens: int | None = None
     temperature: float | None = None
     sources: list[Source] = field(default_factory=list)
+    use_cache: bool = False  # the caller asks for the response cache (non-streaming only)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class Prepared:
     request_id: str
     started: float
     admission: Admission | None = None
+    cache_key: str | None = None
+    cache_ttl: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,33 @@ class Outcome:
     ttft_ms: int | None
     finish_reason: str
     request_id: str
+    cached: bool = False
+
+
+def cache_key(tenant_id: uuid.UUID, model: str, chat: ChatInput) -> str:
+    """Tenant-namespaced; identical model, messages and sampling settings give the same key."""
+    material = json.dumps(
+        {
+            "model": model,
+            "messages": [[m.role, m.content] for m in chat.messages],
+            "temperature": chat.temperature,
+            "max_tokens": chat.max_tokens,
+        },
+        separators=(",", ":"),
+    )
+    return f"mtai:cache:{{{tenant_id}}}:{hashlib.sha256(material.encode()).hexdigest()}"
+
+
+def _cache_entry(outcome: Outcome) -> str:
+    return json.dumps(
+        {
+            "text": outcome.text,
+            "model": outcome.model.name,
+            "prompt_tokens": outcome.prompt_tokens,
+            "completion_tokens": outcome.completion_tokens,
+            "finish_reason": outcome.finish_reason,
+        }
+    )
 
 
 def _elapsed_ms(since: float) -> int:
@@ -111,7 +144,9 @@ class Gateway:
         ledger: UsageLedger,
         limits: LimitService,
         metrics: Metrics,
+        cache: CacheStore,
     ) -> None:
+        self.cache = cache
         self.limits = limits
         self.metrics = metrics
         self.auth = auth
@@ -166,6 +201,10 @@ class Gateway:
             api=api,
             request_id=request_id_var.get() or uuid.uuid4().hex,
             started=time.perf_counter(),
+            cache_key=cache_key(tenant_id, spec.name, chat)
+            if chat.use_cache and policy.cache_enabled
+            else None,
+            cache_ttl=policy.cache_ttl_seconds,
         )
         scopes = [LimitScope(tenant_id, None, policy.limits)]
         if principal.api_key_id is not None and principal.key_limits:
@@ -220,11 +259,12 @@ class Gateway:
         error_code: str | None,
         ttft_ms: int | None,
         finish_reason: str,
+        cached: bool = False,
     ) -> Outcome:
         if usage is None:  # the upstream did not say (extractive, cut-off stream): count ourselves
             prompt = tokenizer.count_messages(request.messages) if request is not None else 0
             usage = Usage(prompt if status != "error" else 0, tokenizer.count(text))
-        cost = spec.cost(usage.prompt_tokens, usage.completion_tokens)
+        cost = Decimal(0) if cached else spec.cost(usage.prompt_tokens, usage.completion_tokens)
         outcome = Outcome(
             text=text,
             model=spec,
@@ -235,6 +275,7 @@ class Gateway:
             ttft_ms=ttft_ms,
             finish_reason=finish_reason,
             request_id=prepared.request_id,
+            cached=cached,
         )
         log_entry = None
         if prepared.prompt_log_days is not None and request is not None:
@@ -268,6 +309,7 @@ class Gateway:
                 error_code=error_code,
                 api=prepared.api,
                 created_at=datetime.now(UTC),
+                cached=cached,
                 prompt_log=log_entry,
             )
         )
@@ -288,6 +330,9 @@ class Gateway:
         )
 
     async def complete(self, prepared: Prepared) -> Outcome:
+        hit = await self._from_cache(prepared)
+        if hit is not None:
+            return hit
         try:
             target, completion = await self.router.complete(
                 prepared.targets, lambda t: self._request_for(prepared, t)
@@ -308,6 +353,34 @@ class Gateway:
             finish_reason=completion.finish_reason,
         )
         await self.release(prepared, outcome)
+        if prepared.cache_key is not None and outcome.finish_reason in ("stop", "length"):
+            await self.cache.set(prepared.cache_key, _cache_entry(outcome), prepared.cache_ttl)
+        return outcome
+
+    async def _from_cache(self, prepared: Prepared) -> Outcome | None:
+        """A stored answer to the identical request: free, and marked as cached."""
+        if prepared.cache_key is None:
+            return None
+        raw = await self.cache.get(prepared.cache_key)
+        if raw is None:
+            return None
+        entry = json.loads(raw)
+        by_name = {t.spec.name: t.spec for t in prepared.targets}
+        spec = by_name.get(entry["model"], prepared.primary)
+        outcome = self.settle(
+            prepared,
+            spec,
+            text=entry["text"],
+            usage=Usage(entry["prompt_tokens"], entry["completion_tokens"]),
+            request=None,
+            status="ok",
+            error_code=None,
+            ttft_ms=_elapsed_ms(prepared.started),
+            finish_reason=entry["finish_reason"],
+            cached=True,
+        )
+        self.metrics.cache_hits.labels(self.metrics.tenant(prepared.principal.tenant_id)).inc()
+        await self.release(prepared, None)  # nothing was consumed upstream
         return outcome
 
     async def open_stream(self, prepared: Prepared) -> StreamSession:

@@ -20,6 +20,8 @@ class TenantSettings(BaseModel):
     log_prompts: bool = Field(default=False, description="Keep prompt and response text.")
     prompt_log_retention_days: int = Field(default=30, ge=1, le=3650)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    cache_enabled: bool = Field(default=False, description="Allow the exact-match response cache.")
+    cache_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
 
 
 def parse(raw: dict[str, Any]) -> TenantSettings:

@@ -35,6 +35,11 @@ class ChatRequest(StrictModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     stream: bool = False
+    cache: bool = Field(
+        default=False,
+        description="Answer from the response cache if this exact request was answered before "
+        "(the tenant must allow caching; streams are never cached).",
+    )
 
 
 class TokensUsed(ResponseModel):
@@ -61,6 +66,7 @@ class ChatResponse(ResponseModel):
     cost_usd: Decimal
     request_id: str
     finish_reason: str
+    cached: bool = False
     citations: list[Citation] = Field(default_factory=list)
 
 
@@ -107,6 +113,7 @@ def _response(outcome: Outcome, conversation_id: uuid.UUID) -> ChatResponse:
         cost_usd=outcome.cost_usd,
         request_id=outcome.request_id,
         finish_reason=outcome.finish_reason,
+        cached=outcome.cached,
     )
 
 
@@ -117,7 +124,7 @@ def _response(outcome: Outcome, conversation_id: uuid.UUID) -> ChatResponse:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat(
-    body: ChatRequest, principal: PrincipalDep, runtime: RuntimeDep
+    body: ChatRequest, principal: PrincipalDep, runtime: RuntimeDep, response: Response
 ) -> Response | ChatResponse:
     if len(body.message) > runtime.settings.max_message_chars:
         raise InvalidInput(
@@ -137,10 +144,13 @@ async def chat(
         model=body.model,
         max_tokens=body.max_tokens,
         temperature=body.temperature,
+        use_cache=body.cache and not body.stream,
     )
     is_new = body.conversation_id is None
     if not body.stream:
         outcome = await runtime.chat.complete(turn, body.message, is_new=is_new)
+        if turn.prepared.cache_key is not None:
+            response.headers["X-Mtai-Cache"] = "hit" if outcome.cached else "miss"
         return _response(outcome, turn.conversation_id)
     session = await runtime.chat.open_stream(turn)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -95,7 +95,11 @@ def _usage(outcome: Outcome) -> dict[str, int]:
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatCompletionRequest, principal: PrincipalDep, runtime: RuntimeDep
+    body: ChatCompletionRequest,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    response: Response,
+    x_mtai_cache: Annotated[str | None, Header()] = None,
 ) -> Response | dict[str, Any]:
     if body.n not in (None, 1):
         raise InvalidInput("n > 1 is not supported; send one request per completion.")
@@ -104,12 +108,15 @@ async def chat_completions(
         model=body.model,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
+        use_cache=not body.stream and (x_mtai_cache or "").lower() in ("1", "true", "use"),
     )
     prepared = await runtime.gateway.prepare(principal, chat, api="openai")
     completion_id = f"chatcmpl-{prepared.request_id}"
     created = int(time.time())
     if not body.stream:
         outcome = await runtime.gateway.complete(prepared)
+        if prepared.cache_key is not None:
+            response.headers["X-Mtai-Cache"] = "hit" if outcome.cached else "miss"
         return {
             "id": completion_id,
             "object": "chat.completion",

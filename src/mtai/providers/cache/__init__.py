@@ -1,0 +1,1 @@
+"""The response cache's storage: Redis shared by all processes, or in-process."""

@@ -290,7 +290,11 @@ async def test_redis_outage_follows_the_policy_and_recovers(
                     )
 
                 assert (await chat()).status_code == 200
+                assert (await http.get("/health")).json()["checks"]["redis"] == {"status": "ok"}
                 server.stop()
+                health = await http.get("/health")
+                assert health.status_code == 503
+                assert health.json()["checks"]["redis"]["status"] == "failed"
                 during = [await chat() for _ in range(7)]
                 codes = [r.status_code for r in during]
                 assert 500 not in codes
@@ -305,6 +309,7 @@ async def test_redis_outage_follows_the_policy_and_recovers(
                 recovered = await chat()
                 assert recovered.status_code in (200, 429)
                 assert recovered.status_code != 503
+                assert (await http.get("/health")).status_code == 200
 
 
 async def test_reservation_of_a_killed_process_is_released(redis_url: str) -> None:

@@ -14,6 +14,7 @@ from mtai import __version__
 from mtai.api.deps import RuntimeDep
 from mtai.errors import Unauthorized
 from mtai.logging import get_logger
+from mtai.providers.limits.base import LimitStoreUnavailable
 
 router = APIRouter(tags=["system"])
 log = get_logger(__name__)
@@ -39,6 +40,12 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
     except Exception as exc:
         log.warning("health.database_failed", error=str(exc)[:300])
         checks["database"] = {"status": "failed", "error": type(exc).__name__}
+    if runtime.limits.shared:
+        try:
+            await asyncio.wait_for(runtime.limits.store.ping(), CHECK_TIMEOUT_SECONDS)
+            checks["redis"] = {"status": "ok"}
+        except (LimitStoreUnavailable, TimeoutError) as exc:
+            checks["redis"] = {"status": "failed", "error": type(exc).__name__}
     failing = [name for name, check in checks.items() if check["status"] != "ok"]
     body = {
         "status": "unhealthy" if failing else "healthy",

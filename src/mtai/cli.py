@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -112,6 +114,9 @@ def serve(
         # Worker processes read their settings again; hand them the resolved database.
         os.environ["DATABASE_URL"] = settings.database_url
         get_settings.cache_clear()
+        # Uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit lets
+        # the `finally` below stop the embedded PostgreSQL (e.g. on `docker stop`).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(
             "mtai.app:create_app",
             factory=True,

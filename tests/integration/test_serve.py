@@ -13,13 +13,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from mtai.db import embedded
 
 
 @contextmanager
 def serving(
-    data_dir: Path, api_port: int, pg_port: int
+    data_dir: Path, api_port: int, pg_port: int, stop: signal.Signals = signal.SIGINT
 ) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MTAI_", "DATABASE_URL"))},
@@ -50,7 +51,7 @@ def serving(
         assert any("Application startup complete" in ln for ln in lines), "".join(lines)
         yield process, lines
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -58,8 +59,10 @@ def serving(
             process.wait()
 
 
-def test_serve_first_start_then_restart(tmp_path: Path) -> None:
+def test_serve_first_start_then_restart(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     data_dir = tmp_path / ".mtai"
+    # Whatever happens below, no server outlives the test.
+    request.addfinalizer(lambda: embedded.stop(data_dir / "pgdata"))
     api_port, pg_port = embedded.free_port(), embedded.free_port()
     base = f"http://127.0.0.1:{api_port}"
     with serving(data_dir, api_port, pg_port) as (_, lines):
@@ -82,7 +85,8 @@ def test_serve_first_start_then_restart(tmp_path: Path) -> None:
     # Stopped with the API: the embedded server it started is gone.
     assert embedded.running_port(data_dir.resolve() / "pgdata") is None
 
-    with serving(data_dir, api_port, pg_port) as (_, lines):
+    # SIGTERM, as `docker stop` or ECS sends it, stops the embedded server too.
+    with serving(data_dir, api_port, pg_port, stop=signal.SIGTERM) as (_, lines):
         output = "".join(lines)
         assert "platform admin password" not in output  # first start only
         assert "embedded_postgres.started" in output

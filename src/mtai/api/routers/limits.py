@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from mtai.api.deps import PrincipalDep, RuntimeDep
 from mtai.api.schemas import ResponseModel
+from mtai.runtime import Runtime
 from mtai.services import tenant_settings
 from mtai.services.limits import LimitSettings, Scope
 
@@ -20,7 +21,7 @@ class LimitsOut(ResponseModel):
     consumption: dict[str, Any]
 
 
-async def _view(runtime: Any, scope: Scope) -> LimitsOut:
+async def _view(runtime: Runtime, scope: Scope) -> LimitsOut:
     return LimitsOut(limits=scope.limits, consumption=await runtime.limits.consumption(scope))
 
 

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         le=86400,
         description="Life of an unsettled concurrency lease or budget reservation.",
     )
+    login_attempts_per_email: int = Field(
+        default=10, ge=1, le=100_000, description="Login attempts per email per 5 minutes."
+    )
+    login_attempts_per_ip: int = Field(
+        default=100, ge=1, le=1_000_000, description="Login attempts per client IP per 5 minutes."
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="If set, /metrics requires 'Authorization: Bearer <token>'."
     )

@@ -269,3 +269,32 @@ async def test_logins_are_audited(client: httpx.AsyncClient, tenant_a: TenantFix
     ).json()["items"]
     assert events
     assert events[0]["actor_type"] == "user"
+
+
+async def test_password_guessing_is_throttled_per_email(
+    client: httpx.AsyncClient, tenant_a: TenantFixture, tenant_b: TenantFixture
+) -> None:
+    for _ in range(8):  # the fixture already logged this owner in once; one more is the limit
+        wrong = await client.post(
+            "/api/v1/auth/login",
+            json={"email": tenant_a.owner_email, "password": "guess-guess-guess"},
+        )
+        assert wrong.status_code == 401
+    right = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password},
+    )
+    assert right.status_code == 200  # the 10th attempt
+    throttled = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant_a.owner_email.upper(), "password": tenant_a.owner_password},
+    )
+    assert throttled.status_code == 429
+    assert throttled.json()["code"] == "rate_limited"
+    assert "Too many login attempts" in throttled.json()["detail"]
+    assert 0 < int(throttled.headers["retry-after"]) <= 300
+    other = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant_b.owner_email, "password": tenant_b.owner_password},
+    )
+    assert other.status_code == 200

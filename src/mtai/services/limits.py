@@ -10,6 +10,7 @@ the store does not know it yet (first use in a month, or a Redis that lost its d
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import uuid
@@ -35,6 +36,7 @@ from mtai.providers.limits.memory import MemoryLimitStore
 
 log = get_logger(__name__)
 MINUTE_MS = 60_000
+LOGIN_WINDOW_MS = 5 * MINUTE_MS
 MICRO = Decimal(1_000_000)
 # Tokenizers differ between providers: reserve the prompt with a margin.
 PROMPT_MARGIN = 1.2
@@ -260,6 +262,42 @@ class LimitService:
             "X-RateLimit-Reset": str(reset),
         }
         return error
+
+    async def throttle_login(
+        self, email: str, client_ip: str, *, per_email: int, per_ip: int
+    ) -> None:
+        """Slow down password guessing: attempts per email and per client address.
+
+        Each check has its own key (and cluster slot). During a Redis outage logins fall back to
+        the per-process store whatever the policy: locking everyone out helps nobody.
+        """
+        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
+        checks = [
+            Check(
+                "window", f"mtai:login:{{{digest}}}", per_email, 1, LOGIN_WINDOW_MS, "email login"
+            ),
+            Check(
+                "window", f"mtai:login:ip:{{{client_ip}}}", per_ip, 1, LOGIN_WINDOW_MS, "ip login"
+            ),
+        ]
+        for check in checks:
+            try:
+                decision = await self._store_for_login().admit([check], uuid.uuid4().hex)
+            except LimitStoreUnavailable:
+                self._down_until = time.monotonic() + self.retry_seconds
+                decision = await self.fallback.admit([check], uuid.uuid4().hex)
+            if not decision.allowed:
+                error = self._refusal(decision)
+                error.detail = (
+                    "Too many login attempts; wait before trying again "
+                    f"({math.ceil(decision.retry_after_ms / 1000)} s)."
+                )
+                raise error
+
+    def _store_for_login(self) -> LimitStore:
+        if self.shared and time.monotonic() < self._down_until:
+            return self.fallback
+        return self.store
 
     async def consumption(self, scope: Scope) -> dict[str, Any]:
         """Current use of each configured limit, for the admin API."""

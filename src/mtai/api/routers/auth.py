@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from pydantic import Field
 
 from mtai.api.deps import PrincipalDep, RuntimeDep
@@ -57,8 +57,15 @@ class MeResponse(ResponseModel):
 async def login(
     body: LoginRequest,
     runtime: RuntimeDep,
+    request: Request,
     x_tenant_id: Annotated[str | None, Header()] = None,
 ) -> LoginResponse:
+    await runtime.limits.throttle_login(
+        body.email,
+        request.client.host if request.client else "unknown",
+        per_email=runtime.settings.login_attempts_per_email,
+        per_ip=runtime.settings.login_attempts_per_ip,
+    )
     result = await runtime.auth.login(body.email, body.password, x_tenant_id)
     refs = [TenantRef(id=t.id, slug=t.slug, name=t.name, role=r) for t, r in result.tenants]
     current = (

@@ -125,6 +125,7 @@ def serve(
             workers=workers or settings.workers,
             log_config=None,
             proxy_headers=True,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
         )
     finally:
         if started:

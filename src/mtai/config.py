@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address `mtai serve` binds.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port `mtai serve` binds.")
     workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies trusted for X-Forwarded-For ('*' behind a load balancer that alone "
+        "can reach the API).",
+    )
     data_dir: Path = Field(
         default=Path(".mtai"), description="Embedded PostgreSQL data and generated dev secrets."
     )

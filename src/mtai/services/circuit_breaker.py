@@ -41,7 +41,3 @@ class CircuitBreaker:
         if state.probing or state.failures >= self.threshold:
             state.opened_at = time.monotonic()
             state.probing = False
-
-    def is_open(self, key: str) -> bool:
-        state = self._states.get(key)
-        return state is not None and state.opened_at is not None

@@ -84,7 +84,3 @@ class UsageReports:
                 session, tenant_id=tenant_id, api_key_id=api_key_id, since=start
             )
         return micro_usd(cost) if kind == "usd" else tokens
-
-    async def event(self, tenant_id: uuid.UUID, request_id: str) -> UsageEvent | None:
-        async with self.db.tenant(tenant_id) as session:
-            return await usage_repo.get_event(session, request_id)

@@ -85,10 +85,6 @@ async def events_page(
     return list(rows.scalars()), int(total.scalar_one())
 
 
-async def get_event(session: AsyncSession, request_id: str) -> UsageEvent | None:
-    return await session.get(UsageEvent, request_id)
-
-
 async def prompt_logs_page(
     session: AsyncSession, *, tenant_id: uuid.UUID, limit: int, offset: int
 ) -> tuple[list[PromptLog], int]:

@@ -25,6 +25,7 @@ from mtai.services.principal import operator
 from tests.support.fake_upstreams import FakeUpstream
 from tests.support.postgres import fresh_database, test_server
 from tests.support.redis_server import shared_redis_url
+from tests.support.s3_server import S3Server, running_s3
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -261,3 +262,10 @@ def deployment_env(settings: Settings, **extra: str) -> dict[str, str]:
         "MTAI_LOG_LEVEL": "WARNING",
         **extra,
     }
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) for the session, started by the first test that asks."""
+    with running_s3() as server:
+        yield server

@@ -19,6 +19,7 @@ from mtai.api.routers import (
     limits,
     models_admin,
     openai_api,
+    rag,
     system,
     tenants,
     users,
@@ -45,7 +46,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_request_bytes,
+        upload_paths={rag.DOCUMENTS_PATH: settings.max_upload_bytes + rag.FORM_OVERHEAD_BYTES},
+    )
     for router in (
         system.router,
         auth.router,
@@ -57,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         credentials.router,
         limits.router,
         chat.router,
+        rag.router,
         openai_api.router,
     ):
         app.include_router(router)

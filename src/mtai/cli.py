@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -17,8 +18,9 @@ from mtai.db import embedded
 from mtai.db.migrate import upgrade
 from mtai.errors import AppError, ConfigurationError
 from mtai.logging import configure_logging
-from mtai.runtime import Runtime, open_runtime
-from mtai.services import bootstrap, doctor
+from mtai.rag.evaluation import DatasetError, format_report, load_dataset
+from mtai.runtime import Runtime, open_runtime, reaper_task
+from mtai.services import bootstrap, doctor, retrieval_eval
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
 
 app = typer.Typer(
@@ -27,9 +29,11 @@ app = typer.Typer(
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="key")
+app.add_typer(eval_app, name="eval")
 
 T = TypeVar("T")
 OPERATOR = operator()
@@ -150,6 +154,74 @@ def _announce(first: bootstrap.FirstStart | None, url: str) -> None:
         f'-d \'{{"email":"{first.admin_email}","password":"..."}}\''
     )
     typer.echo("")
+
+
+@app.command("worker")
+def worker_cmd() -> None:
+    """Run ingestion jobs from the Redis queue (MTAI_QUEUE_BACKEND=redis) until stopped."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if settings.queue_backend != "redis":
+        raise _fail(
+            "`mtai worker` takes jobs from Redis, but MTAI_QUEUE_BACKEND is 'inprocess' (the API "
+            "ingests documents itself). Set MTAI_QUEUE_BACKEND=redis and REDIS_URL on the API "
+            "and on the workers."
+        )
+    if not settings.database_url:
+        raise _fail("`mtai worker` needs DATABASE_URL, the same database as the API's.")
+    _run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    async with open_runtime(settings, background=False) as runtime:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        tasks = [asyncio.create_task(runtime.queue.consume(), name="consume"), reaper_task(runtime)]
+        typer.echo(
+            f"worker: jobs from {settings.queue_name}, {settings.worker_concurrency} at once"
+        )
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        for task in [*tasks, stopping]:
+            task.cancel()
+        await asyncio.gather(*tasks, stopping, return_exceptions=True)
+        for task in done - {stopping}:
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[
+        Path, typer.Argument(help="Directory with documents.jsonl, queries.jsonl, qrels.tsv.")
+    ],
+    k: Annotated[int, typer.Option(help="Cut-off for nDCG and recall.")] = 10,
+) -> None:
+    """nDCG@k, recall@k and MRR of vector, keyword and hybrid search (format: eval/README.md)."""
+    try:
+        data = load_dataset(dataset)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from exc
+
+    async def work(runtime: Runtime) -> None:
+        scores = await retrieval_eval.evaluate(
+            data,
+            tenants=runtime.tenants,
+            documents=runtime.documents,
+            ingestor=runtime.ingestor,
+            retriever=runtime.retriever,
+            k=k,
+            progress=lambda line: typer.echo(line, err=True),
+        )
+        typer.echo(format_report(scores))
+
+    try:
+        _operate(work)
+    except retrieval_eval.EvaluationFailed as exc:
+        raise _fail(str(exc)) from exc
 
 
 @app.command("migrate")

@@ -136,6 +136,95 @@ class Settings(BaseSettings):
         default=1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 above)."
     )
 
+    storage_backend: str = Field(
+        default="local",
+        pattern="^(local|s3)$",
+        description="Where uploaded originals are kept: local (storage_dir) or s3.",
+    )
+    storage_dir: Path | None = Field(
+        default=None, description="Directory of the local object store (default: data_dir/objects)."
+    )
+    s3_bucket: str | None = Field(default=None, description="Bucket for storage_backend=s3.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, SeaweedFS); unset for AWS S3."
+    )
+    s3_region: str = Field(default="us-east-1", description="Region of the S3 bucket.")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="S3 access key; unset: the AWS credential chain (task role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret key; unset: the AWS credential chain (task role)."
+    )
+    queue_backend: str = Field(
+        default="inprocess",
+        pattern="^(inprocess|redis)$",
+        description="Ingestion jobs: inprocess (the API runs them) or redis (run `mtai worker`).",
+    )
+    queue_name: str = Field(
+        default="mtai:ingest", description="Redis stream that carries ingestion jobs."
+    )
+    worker_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Documents one worker process ingests at once."
+    )
+    ingest_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries per document before it is marked failed."
+    )
+    ingest_lease_seconds: float = Field(
+        default=120.0,
+        ge=5,
+        le=3600,
+        description="A document not heard from for this long is taken over by another worker.",
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="Embedding model of new knowledge bases (see docs/rag.md for the others).",
+    )
+    embedding_openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible embeddings endpoint, e.g. .../v1."
+    )
+    embedding_openai_api_key: SecretStr | None = Field(
+        default=None, description="API key of that endpoint."
+    )
+    embedding_openai_model: str = Field(
+        default="text-embedding-3-small", description="Model name on that endpoint."
+    )
+    embedding_openai_dimension: int = Field(
+        default=1536, ge=1, le=16000, description="Vector size that model returns."
+    )
+    embedding_bedrock_model: str | None = Field(
+        default=None, description="Bedrock embedding model id, e.g. amazon.titan-embed-text-v2:0."
+    )
+    embedding_bedrock_dimension: int = Field(
+        default=1024, ge=1, le=16000, description="Vector size asked of the Bedrock model."
+    )
+    embedding_bedrock_region: str = Field(
+        default="us-east-1", description="Region of the Bedrock embedding model."
+    )
+    embedding_bedrock_endpoint_url: str | None = Field(
+        default=None, description="Bedrock Runtime endpoint override (tests, VPC endpoints)."
+    )
+    max_upload_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1024, description="Largest document accepted (413 above)."
+    )
+    max_documents_per_tenant: int = Field(
+        default=10_000, ge=1, description="Documents a tenant may hold (default per tenant)."
+    )
+    max_collections_per_tenant: int = Field(
+        default=100, ge=1, description="Knowledge bases a tenant may hold."
+    )
+    chunk_tokens: int = Field(
+        default=200,
+        ge=32,
+        le=8192,
+        description="Target chunk size in the embedding model's tokens.",
+    )
+    chunk_overlap_tokens: int = Field(
+        default=40, ge=0, le=1024, description="Tokens repeated between neighbouring chunks."
+    )
+    rag_top_k: int = Field(
+        default=5, ge=1, le=50, description="Passages put in the prompt when chat uses retrieval."
+    )
+
     bootstrap_admin_email: str = Field(
         default="admin@mtai.local", description="Email of the first platform admin."
     )

@@ -42,6 +42,11 @@ class InvalidInput(AppError):
     code = "validation_error"
 
 
+class TooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+
+
 class ServiceUnavailable(AppError):
     status_code = 503
     code = "service_unavailable"

@@ -16,9 +16,13 @@ from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
 from mtai.providers.cache.stores import MemoryCacheStore, RedisCacheStore
 from mtai.providers.embeddings.minilm import MiniLMEmbedder
+from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.limits.redis_store import RedisLimitStore
 from mtai.providers.limits.redis_store import connect as connect_redis
 from mtai.providers.llm.registry import ProviderRegistry
+from mtai.providers.queue.ingest_queue import IngestQueue
+from mtai.providers.storage.base import ObjectStore
+from mtai.providers.storage.factory import open_store
 from mtai.services import secrets, tokenizer
 from mtai.services.api_keys import ApiKeyService
 from mtai.services.auth import Authenticator, LastUsedRecorder
@@ -27,11 +31,15 @@ from mtai.services.catalog import Catalog
 from mtai.services.chat import ChatService
 from mtai.services.circuit_breaker import CircuitBreaker
 from mtai.services.crypto import SecretBox
+from mtai.services.documents import DocumentService
 from mtai.services.embeddings import EmbeddingService
 from mtai.services.gateway import Gateway
+from mtai.services.ingestion import Ingestor
+from mtai.services.knowledge_bases import KnowledgeBaseService
 from mtai.services.limits import LimitService, OutagePolicy
 from mtai.services.llm_router import LLMRouter
 from mtai.services.metrics import Metrics
+from mtai.services.retrieval import Retriever
 from mtai.services.tenants import TenantService
 from mtai.services.usage import UsageLedger
 from mtai.services.usage_reports import UsageReports
@@ -59,6 +67,13 @@ class Runtime:
     embeddings: EmbeddingService
     limits: LimitService
     metrics: Metrics
+    store: ObjectStore
+    embedders: EmbedderRegistry
+    queue: IngestQueue
+    ingestor: Ingestor
+    knowledge_bases: KnowledgeBaseService
+    documents: DocumentService
+    retriever: Retriever
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listener_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -82,6 +97,32 @@ async def _check_role(db: Database, app_role: str) -> None:
             "silently disable tenant isolation. Run `mtai migrate` (it creates a restricted role) "
             "or point DATABASE_URL at a NOSUPERUSER NOBYPASSRLS login."
         )
+
+
+def reaper_task(runtime: Runtime) -> asyncio.Task[None]:
+    """Whoever runs ingestion jobs also resends the ones nobody holds."""
+    interval = max(1.0, runtime.settings.ingest_lease_seconds / 4)
+    return asyncio.create_task(
+        runtime.ingestor.run_reaper(runtime.queue.enqueue, interval), name="ingest-reaper"
+    )
+
+
+def _queue(settings: Settings, ingestor: Ingestor) -> IngestQueue:
+    if settings.queue_backend == "inprocess":
+        return IngestQueue.in_process(ingestor.process, concurrency=settings.worker_concurrency)
+    if not settings.redis_url:
+        raise ConfigurationError(
+            "MTAI_QUEUE_BACKEND=redis needs REDIS_URL (redis:// or rediss://); or set "
+            "MTAI_QUEUE_BACKEND=inprocess to ingest inside the API process."
+        )
+    return IngestQueue.redis(
+        settings.redis_url,
+        ingestor.process,
+        queue_name=settings.queue_name,
+        concurrency=settings.worker_concurrency,
+        redeliver_after_seconds=settings.ingest_lease_seconds,
+        ca_file=settings.redis_ca_file,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -125,6 +166,27 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         lease_seconds=settings.limits_lease_seconds,
     )
     metrics = Metrics(settings.metrics_max_tenants)
+    local_embedder = MiniLMEmbedder()
+    embedders = EmbedderRegistry(settings, local=local_embedder)
+    store = open_store(settings)
+    ingestor = Ingestor(
+        db,
+        store,
+        embedders,
+        chunk_tokens=settings.chunk_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+        lease_seconds=settings.ingest_lease_seconds,
+        max_attempts=settings.ingest_max_attempts,
+    )
+    queue = _queue(settings, ingestor)
+    knowledge_bases = KnowledgeBaseService(
+        db,
+        embedders,
+        store,
+        queue.enqueue,
+        max_per_tenant=settings.max_collections_per_tenant,
+    )
+    retriever = Retriever(db, embedders)
     gateway = Gateway(
         auth,
         catalog,
@@ -140,7 +202,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         db=db,
         cache=cache,
         auth=auth,
-        tenants=TenantService(db, cache),
+        tenants=TenantService(db, cache, store),
         users=UserService(db, cache),
         keys=ApiKeyService(
             db,
@@ -153,11 +215,27 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         registry=registry,
         ledger=ledger,
         gateway=gateway,
-        chat=ChatService(db, gateway),
+        chat=ChatService(db, gateway, retriever),
         usage=usage,
         limits=limits,
         metrics=metrics,
-        embeddings=EmbeddingService(MiniLMEmbedder(), ledger),
+        embeddings=EmbeddingService(local_embedder, ledger),
+        store=store,
+        embedders=embedders,
+        queue=queue,
+        ingestor=ingestor,
+        knowledge_bases=knowledge_bases,
+        documents=DocumentService(
+            db,
+            auth,
+            store,
+            knowledge_bases,
+            queue.enqueue,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_documents=settings.max_documents_per_tenant,
+            lease_seconds=settings.ingest_lease_seconds,
+        ),
+        retriever=retriever,
     )
     try:
         await _check_role(db, settings.db_app_role)
@@ -169,6 +247,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
             log.info("catalog.loaded", file=str(settings.models_file), models=names)
         # Records spooled by a process that died are drained at once.
         await ledger.drain()
+        await queue.start()
         if background:
             runtime.tasks.append(
                 asyncio.create_task(
@@ -184,6 +263,8 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
             runtime.tasks.append(
                 asyncio.create_task(ledger.run(settings.usage_flush_seconds), name="usage-drain")
             )
+            if queue.name == "inprocess":
+                runtime.tasks.append(reaper_task(runtime))
         yield runtime
     finally:
         for task in runtime.tasks:
@@ -197,6 +278,9 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
             await ledger.close()
         except Exception:
             log.exception("usage.final_drain_failed")  # the spool file stays for the next start
+        await queue.aclose()
         await registry.aclose()
+        await embedders.aclose()
+        await store.aclose()
         await limits.aclose()
         await db.dispose()

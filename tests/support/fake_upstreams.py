@@ -6,7 +6,8 @@
   ``GET /v1/models``;
 * the Anthropic Messages API: ``POST /v1/messages`` (JSON and named-event SSE);
 * the AWS Bedrock Runtime Converse API: ``POST /model/{modelId}/converse`` and
-  ``POST /model/{modelId}/converse-stream`` (binary ``application/vnd.amazon.eventstream``).
+  ``POST /model/{modelId}/converse-stream`` (binary ``application/vnd.amazon.eventstream``);
+* Bedrock InvokeModel for Amazon Titan Text Embeddings V2: ``POST /model/{modelId}/invoke``.
 
 Tests script what the next request(s) to a model get (`FakeUpstream.script`), read what
 arrived (`FakeUpstream.requests`) and which responses the client abandoned before they were
@@ -51,6 +52,8 @@ _OK_CHUNKS = 4
 
 _ANTHROPIC_STOP: dict[str, str] = {"stop": "end_turn", "length": "max_tokens"}
 _BEDROCK_STOP: dict[str, str] = {"stop": "end_turn", "length": "max_tokens"}
+_TITAN_DIMENSIONS = (256, 512, 1024)  # the sizes Titan Text Embeddings V2 accepts
+_TITAN_DEFAULT_DIMENSION = 1024
 
 
 @dataclass
@@ -266,6 +269,7 @@ class FakeUpstream:
                     methods=["POST"],
                 ),
                 Route("/model/{model_id:path}/converse", self._bedrock_converse, methods=["POST"]),
+                Route("/model/{model_id:path}/invoke", self._bedrock_invoke, methods=["POST"]),
             ]
         )
 
@@ -809,6 +813,33 @@ class FakeUpstream:
         }
         return JSONResponse({"message": message}, status_code=status, headers=merged)
 
+    @classmethod
+    def _bedrock_unsigned(cls, request: Request) -> JSONResponse | None:
+        if request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
+            return None
+        return cls._bedrock_error(
+            403,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
+
+    @classmethod
+    def _bedrock_failure(cls, behaviour: Behaviour) -> JSONResponse | None:
+        if behaviour.kind == "429":
+            return cls._bedrock_error(
+                429,
+                "ThrottlingException",
+                "Too many requests, please wait before trying again.",
+                headers={"Retry-After": "0"},
+            )
+        if behaviour.kind == "500":
+            return cls._bedrock_error(
+                500,
+                "InternalServerException",
+                "The server encountered an error processing your request.",
+            )
+        return None
+
     async def _bedrock_prepare(
         self, request: Request
     ) -> tuple[Response | None, RecordedRequest, Behaviour, float]:
@@ -816,17 +847,8 @@ class FakeUpstream:
         model = str(request.path_params["model_id"])
         recorded, parsed = await self._record("bedrock", request, model_from_path=model)
         behaviour = Behaviour()
-        if not request.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256"):
-            return (
-                self._bedrock_error(
-                    403,
-                    "UnrecognizedClientException",
-                    "The security token included in the request is invalid.",
-                ),
-                recorded,
-                behaviour,
-                started,
-            )
+        if (denied := self._bedrock_unsigned(request)) is not None:
+            return denied, recorded, behaviour, started
         body = recorded.json
         problem: str | None = None
         if not parsed or not isinstance(body, dict):
@@ -843,23 +865,11 @@ class FakeUpstream:
                 started,
             )
         behaviour = self._next(model)
-        if behaviour.kind == "429":
-            failure: Response | None = self._bedrock_error(
-                429,
-                "ThrottlingException",
-                "Too many requests, please wait before trying again.",
-                headers={"Retry-After": "0"},
-            )
-        elif behaviour.kind == "500":
-            failure = self._bedrock_error(
-                500,
-                "InternalServerException",
-                "The server encountered an error processing your request.",
-            )
-        elif await self._wait_before_answer(behaviour, request, model, recorded.stream):
+        failure: Response | None = self._bedrock_failure(behaviour)
+        if failure is None and await self._wait_before_answer(
+            behaviour, request, model, recorded.stream
+        ):
             failure = Response(status_code=499)
-        else:
-            failure = None
         return failure, recorded, behaviour, started
 
     @staticmethod
@@ -923,4 +933,53 @@ class FakeUpstream:
                 "usage": self._bedrock_usage(behaviour),
                 "metrics": {"latencyMs": max(1, int((time.monotonic() - started) * 1000))},
             },
+        )
+
+    async def _bedrock_invoke(self, request: Request) -> Response:
+        """InvokeModel as Amazon Titan Text Embeddings V2 answers it (the only model faked)."""
+        model = str(request.path_params["model_id"])
+        recorded, parsed = await self._record("bedrock", request, model_from_path=model)
+        if (denied := self._bedrock_unsigned(request)) is not None:
+            return denied
+        body = recorded.json
+        # Titan's own wording for a body that breaks its schema.
+        problem: str | None = None
+        if not parsed or not isinstance(body, dict):
+            problem = "Malformed input request, please reformat your input and try again."
+        elif not isinstance(body.get("inputText"), str):
+            problem = (
+                "Malformed input request: #/inputText: expected type: String, "
+                "please reformat your input and try again."
+            )
+        elif not body["inputText"]:
+            problem = (
+                "Malformed input request: #/inputText: expected minLength: 1, actual: 0, "
+                "please reformat your input and try again."
+            )
+        elif body.get("dimensions", _TITAN_DEFAULT_DIMENSION) not in _TITAN_DIMENSIONS:
+            problem = (
+                f"Malformed input request: #/dimensions: {body['dimensions']} is not a valid "
+                "enum value, please reformat your input and try again."
+            )
+        if problem is not None:
+            return self._bedrock_error(400, "ValidationException", problem)
+        behaviour = self._next(model)
+        if (failure := self._bedrock_failure(behaviour)) is not None:
+            return failure
+        if await self._wait(behaviour, request, model):
+            return Response(status_code=499)
+        headers = {
+            "x-amzn-RequestId": str(uuid.uuid4()),
+            "X-Amzn-Bedrock-Input-Token-Count": str(behaviour.prompt_tokens),
+            "X-Amzn-Bedrock-Invocation-Latency": "1",
+        }
+        if behaviour.kind == "malformed":
+            return Response(b'{"embedding": [', media_type="application/json", headers=headers)
+        dim = int(body.get("dimensions", _TITAN_DEFAULT_DIMENSION))
+        return JSONResponse(
+            {
+                "embedding": embedding_vector(body["inputText"], dim),
+                "inputTextTokenCount": behaviour.prompt_tokens,
+            },
+            headers=headers,
         )

@@ -6,6 +6,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 import structlog
 from fastapi import HTTPException
@@ -27,9 +28,17 @@ class _TooLarge(HTTPException):
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        upload_paths: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Paths that take files have their own, larger limit (the service checks the exact one).
+        self.upload_paths = dict(upload_paths or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,26 +70,27 @@ class RequestContextMiddleware:
             await send(message)
 
         received = 0
+        limit = self.upload_paths.get(scope["path"].rstrip("/"), self.max_body_bytes)
 
         async def receive_wrapper() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise _TooLarge(self.max_body_bytes)
+                if received > limit:
+                    raise _TooLarge(limit)
             return message
 
         try:
             declared = headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._too_large(send_wrapper, scope["path"])
+            if declared.isdigit() and int(declared) > limit:
+                await self._too_large(send_wrapper, scope["path"], limit)
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except _TooLarge:
             if response_started:
                 raise
-            await self._too_large(send_wrapper, scope["path"])
+            await self._too_large(send_wrapper, scope["path"], limit)
         finally:
             log.info(
                 "request",
@@ -93,11 +103,12 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
             upstream_clock_var.reset(clock_token)
 
-    async def _too_large(self, send: Send, path: str) -> None:
+    @staticmethod
+    async def _too_large(send: Send, path: str, limit: int) -> None:
         body = json.dumps(
             error_body(
                 413,
-                f"Request body is larger than {self.max_body_bytes} bytes; send less.",
+                f"Request body is larger than {limit} bytes; send less.",
                 "payload_too_large",
                 path=path,
             )

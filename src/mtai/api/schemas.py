@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Generic, Protocol, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
@@ -41,6 +42,19 @@ class Page(ResponseModel, Generic[T]):
 class PagingLike(Protocol):
     limit: int
     offset: int
+
+
+class CitationOut(ResponseModel):
+    """A passage a RAG answer drew on; [number] in the answer refers to it."""
+
+    number: int
+    document_id: uuid.UUID
+    title: str
+    chunk_id: uuid.UUID
+    snippet: str
+    score: float
+    heading: str = ""
+    page: int | None = None
 
 
 class ErrorResponse(BaseModel):

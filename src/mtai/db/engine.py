@@ -36,6 +36,10 @@ def async_url(url: str) -> str:
     )
 
 
+# Candidates the HNSW graph walk keeps; searches ask for at most 100 nearest chunks.
+HNSW_EF_SEARCH = 100
+
+
 class Database:
     def __init__(self, url: str, *, app_role: str, pool_size: int = 10) -> None:
         self.engine: AsyncEngine = create_async_engine(
@@ -51,6 +55,10 @@ class Database:
         def _switch_role(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"SET ROLE {role}")
+            # Retrieval settings, per connection so that a search is one round trip. The
+            # iterative scan keeps HNSW returning enough rows when RLS and filters drop many.
+            cursor.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
+            cursor.execute("SET hnsw.iterative_scan = 'relaxed_order'")
             cursor.close()
             # The driver opened a transaction for SET; a later rollback would undo the role.
             dbapi_connection.commit()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
@@ -19,10 +19,11 @@ from mtai.db.engine import Database
 from mtai.db.models import ChatMessage, Conversation
 from mtai.db.repositories import conversations as conversations_repo
 from mtai.errors import NotFound
-from mtai.providers.llm.base import Message, Role
+from mtai.providers.llm.base import Message, Role, Source
 from mtai.services import tokenizer
 from mtai.services.gateway import ChatInput, Gateway, Outcome, Prepared, StreamSession
 from mtai.services.principal import Principal
+from mtai.services.retrieval import Citation, Retriever
 
 TITLE_CHARS = 60
 
@@ -36,12 +37,20 @@ def owner_of(principal: Principal) -> str:
 class ChatTurn:
     conversation_id: uuid.UUID
     prepared: Prepared
+    citations: list[Citation] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RagOptions:
+    collection_ids: list[uuid.UUID] | None  # None: every knowledge base of the tenant
+    top_k: int
 
 
 class ChatService:
-    def __init__(self, db: Database, gateway: Gateway) -> None:
+    def __init__(self, db: Database, gateway: Gateway, retriever: Retriever) -> None:
         self.db = db
         self.gateway = gateway
+        self.retriever = retriever
 
     async def _history(self, principal: Principal, conversation_id: uuid.UUID) -> list[Message]:
         tenant_id = principal.require_tenant()
@@ -64,17 +73,27 @@ class ChatService:
         max_tokens: int | None,
         temperature: float | None,
         use_cache: bool = False,
+        rag: RagOptions | None = None,
     ) -> ChatTurn:
         history = await self._history(principal, conversation_id) if conversation_id else []
+        messages = [*history, Message("user", message)]
+        sources: list[Source] = []
+        cited: list[Citation] = []
+        if rag is not None:
+            grounded = await self.retriever.ground(
+                principal, messages, collection_ids=rag.collection_ids, top_k=rag.top_k
+            )
+            messages, sources, cited = grounded.messages, grounded.sources, grounded.citations
         chat = ChatInput(
-            messages=[*history, Message("user", message)],
+            messages=messages,
             model=model,
             max_tokens=max_tokens,
             temperature=temperature,
+            sources=sources,
             use_cache=use_cache,
         )
         prepared = await self.gateway.prepare(principal, chat, api="native")
-        return ChatTurn(conversation_id or uuid.uuid4(), prepared)
+        return ChatTurn(conversation_id or uuid.uuid4(), prepared, cited)
 
     async def _save(self, turn: ChatTurn, question: str, outcome: Outcome, *, is_new: bool) -> None:
         principal = turn.prepared.principal
@@ -98,7 +117,11 @@ class ChatService:
                 if found is None:  # deleted while the answer was being written
                     return
                 conversation = found
-            for role, content in (("user", question), ("assistant", outcome.text)):
+            cited = [c.as_json() for c in turn.citations]
+            for role, content, citations in (
+                ("user", question, []),
+                ("assistant", outcome.text, cited),
+            ):
                 await conversations_repo.append(
                     session,
                     conversation,
@@ -107,6 +130,7 @@ class ChatService:
                     tokens=tokenizer.count(content),
                     request_id=outcome.request_id,
                     when=now,
+                    citations=citations,
                 )
 
     async def complete(self, turn: ChatTurn, question: str, *, is_new: bool) -> Outcome:

@@ -22,6 +22,12 @@ class TenantSettings(BaseModel):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     cache_enabled: bool = Field(default=False, description="Allow the exact-match response cache.")
     cache_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
+    max_documents: int | None = Field(
+        default=None, ge=0, description="Documents the tenant may hold; absent: the platform's."
+    )
+    max_upload_bytes: int | None = Field(
+        default=None, ge=1, description="Largest document; absent: the platform's (never above)."
+    )
 
 
 def parse(raw: dict[str, Any]) -> TenantSettings:

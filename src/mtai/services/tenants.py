@@ -11,6 +11,7 @@ from mtai.db.engine import Database
 from mtai.db.models import Tenant
 from mtai.db.repositories import tenants as tenants_repo
 from mtai.errors import Conflict, InvalidInput, NotFound
+from mtai.providers.storage.base import ObjectStore, tenant_prefix
 from mtai.services import audit, tenant_settings
 from mtai.services.auth import slug_cache_key, tenant_cache_key
 from mtai.services.auth_cache import AuthCache
@@ -39,9 +40,10 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 class TenantService:
-    def __init__(self, db: Database, cache: AuthCache[object]) -> None:
+    def __init__(self, db: Database, cache: AuthCache[object], store: ObjectStore) -> None:
         self.db = db
         self.cache = cache
+        self.store = store
 
     async def create(
         self,
@@ -175,6 +177,8 @@ class TenantService:
             await invalidate(
                 session, self.cache, tenant_cache_key(tenant_id), slug_cache_key(tenant.slug)
             )
+        # Its stored documents go after the rows (a failure here leaves orphans, not dangling rows).
+        await self.store.delete_prefix(tenant_prefix(tenant_id))
 
     async def resolve(self, ref: str) -> Tenant:
         """A tenant by id or slug, for the CLI."""

@@ -13,9 +13,10 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
-from mtai.api.schemas import Page, ResponseModel, StrictModel
+from mtai.api.schemas import CitationOut, Page, ResponseModel, StrictModel
 from mtai.api.streaming import EventStreamResponse, sse
 from mtai.errors import AppError, InvalidInput
+from mtai.services.chat import ChatTurn, RagOptions
 from mtai.services.gateway import Outcome
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
@@ -31,6 +32,12 @@ class ChatRequest(StrictModel):
     )
     use_rag: bool = Field(
         default=False, description="Answer from the tenant's documents, with citations."
+    )
+    collection_ids: list[uuid.UUID] | None = Field(
+        default=None, max_length=100, description="Knowledge bases to use; default: all."
+    )
+    rag_top_k: Annotated[int, Field(ge=1, le=20)] | None = Field(
+        default=None, description="Passages to retrieve (default MTAI_RAG_TOP_K)."
     )
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
@@ -48,15 +55,6 @@ class TokensUsed(ResponseModel):
     total: int
 
 
-class Citation(ResponseModel):
-    number: int
-    document_id: uuid.UUID
-    title: str
-    chunk_id: uuid.UUID
-    snippet: str
-    score: float
-
-
 class ChatResponse(ResponseModel):
     response: str
     conversation_id: uuid.UUID
@@ -67,7 +65,7 @@ class ChatResponse(ResponseModel):
     request_id: str
     finish_reason: str
     cached: bool = False
-    citations: list[Citation] = Field(default_factory=list)
+    citations: list[CitationOut] = Field(default_factory=list)
 
 
 class ModelOut(ResponseModel):
@@ -92,6 +90,7 @@ class MessageOut(ResponseModel):
     role: str
     content: str
     tokens: int
+    citations: list[CitationOut]
     created_at: datetime
 
 
@@ -99,10 +98,10 @@ class ConversationDetail(ConversationOut):
     messages: list[MessageOut]
 
 
-def _response(outcome: Outcome, conversation_id: uuid.UUID) -> ChatResponse:
+def _response(outcome: Outcome, turn: ChatTurn) -> ChatResponse:
     return ChatResponse(
         response=outcome.text,
-        conversation_id=conversation_id,
+        conversation_id=turn.conversation_id,
         model_used=outcome.model.name,
         tokens_used=TokensUsed(
             prompt=outcome.prompt_tokens,
@@ -114,6 +113,7 @@ def _response(outcome: Outcome, conversation_id: uuid.UUID) -> ChatResponse:
         request_id=outcome.request_id,
         finish_reason=outcome.finish_reason,
         cached=outcome.cached,
+        citations=[CitationOut.model_validate(c) for c in turn.citations],
     )
 
 
@@ -133,10 +133,6 @@ async def chat(
         )
     if not body.message.strip():
         raise InvalidInput("The message is empty.")
-    if body.use_rag:
-        raise InvalidInput(
-            "Retrieval (use_rag) is not available yet on this deployment.", code="rag_unavailable"
-        )
     turn = await runtime.chat.start(
         principal,
         message=body.message,
@@ -145,13 +141,19 @@ async def chat(
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         use_cache=body.cache and not body.stream,
+        rag=RagOptions(
+            collection_ids=body.collection_ids,
+            top_k=body.rag_top_k or runtime.settings.rag_top_k,
+        )
+        if body.use_rag
+        else None,
     )
     is_new = body.conversation_id is None
     if not body.stream:
         outcome = await runtime.chat.complete(turn, body.message, is_new=is_new)
         if turn.prepared.cache_key is not None:
             response.headers["X-Mtai-Cache"] = "hit" if outcome.cached else "miss"
-        return _response(outcome, turn.conversation_id)
+        return _response(outcome, turn)
     session = await runtime.chat.open_stream(turn)
 
     async def events() -> AsyncGenerator[str, None]:
@@ -160,6 +162,7 @@ async def chat(
                 "conversation_id": str(turn.conversation_id),
                 "model": session.model.name,
                 "request_id": turn.prepared.request_id,
+                "citations": [c.as_json() for c in turn.citations],
             },
             "start",
         )
@@ -176,7 +179,7 @@ async def chat(
         finally:
             await answer.aclose()
         assert session.outcome is not None
-        yield sse(_response(session.outcome, turn.conversation_id).model_dump(mode="json"), "done")
+        yield sse(_response(session.outcome, turn).model_dump(mode="json"), "done")
 
     return EventStreamResponse(events())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import time
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mtai.api.deps import PrincipalDep, RuntimeDep
 from mtai.api.streaming import EventStreamResponse, sse
 from mtai.errors import AppError, InvalidInput
-from mtai.providers.llm.base import Message, Role
+from mtai.providers.llm.base import Message, Role, Source
 from mtai.services.gateway import ChatInput, Outcome
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -57,6 +58,10 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: Annotated[int, Field(ge=1)] | None = None
+    # mtai's extensions (the SDK sends them with extra_body=...).
+    use_rag: bool = False
+    collection_ids: list[uuid.UUID] | None = Field(default=None, max_length=100)
+    rag_top_k: Annotated[int, Field(ge=1, le=20)] | None = None
 
 
 class EmbeddingRequest(BaseModel):
@@ -103,8 +108,21 @@ async def chat_completions(
 ) -> Response | dict[str, Any]:
     if body.n not in (None, 1):
         raise InvalidInput("n > 1 is not supported; send one request per completion.")
+    messages = _messages(body, runtime.settings.max_message_chars)
+    sources: list[Source] = []
+    cited: list[dict[str, Any]] = []
+    if body.use_rag:
+        grounded = await runtime.retriever.ground(
+            principal,
+            messages,
+            collection_ids=body.collection_ids,
+            top_k=body.rag_top_k or runtime.settings.rag_top_k,
+        )
+        messages, sources = grounded.messages, grounded.sources
+        cited = [c.as_json() for c in grounded.citations]
     chat = ChatInput(
-        messages=_messages(body, runtime.settings.max_message_chars),
+        messages=messages,
+        sources=sources,
         model=body.model,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
@@ -131,11 +149,14 @@ async def chat_completions(
                 }
             ],
             "usage": _usage(outcome),
+            **({"citations": cited} if body.use_rag else {}),
         }
     session = await runtime.gateway.open_stream(prepared)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    def chunk(
+        delta: dict[str, Any], finish: str | None = None, extra: dict[str, Any] | None = None
+    ) -> str:
         return sse(
             {
                 "id": completion_id,
@@ -145,11 +166,15 @@ async def chat_completions(
                 "choices": [
                     {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
                 ],
+                **(extra or {}),
             }
         )
 
     async def events() -> AsyncGenerator[str, None]:
-        yield chunk({"role": "assistant", "content": ""})
+        # With RAG the sources are known before the answer: clients can show them at once.
+        yield chunk(
+            {"role": "assistant", "content": ""}, extra={"citations": cited} if body.use_rag else {}
+        )
         deltas = session.deltas()
         try:
             async for text in deltas:

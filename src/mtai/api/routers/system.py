@@ -46,6 +46,19 @@ async def health(runtime: RuntimeDep) -> JSONResponse:
             checks["redis"] = {"status": "ok"}
         except (LimitStoreUnavailable, TimeoutError) as exc:
             checks["redis"] = {"status": "failed", "error": type(exc).__name__}
+    try:
+        await asyncio.wait_for(runtime.store.check(), CHECK_TIMEOUT_SECONDS)
+        checks["storage"] = {"status": "ok", "backend": runtime.store.name}
+    except Exception as exc:
+        log.warning("health.storage_failed", error=str(exc)[:300])
+        checks["storage"] = {
+            "status": "failed",
+            "backend": runtime.store.name,
+            "error": type(exc).__name__,
+        }
+    # The Redis queue rides on the Redis checked above; the in-process one has no dependency.
+    queue_status = checks["redis"]["status"] if runtime.queue.name == "redis" else "ok"
+    checks["queue"] = {"status": queue_status, "backend": runtime.queue.name}
     failing = [name for name, check in checks.items() if check["status"] != "ok"]
     body = {
         "status": "unhealthy" if failing else "healthy",

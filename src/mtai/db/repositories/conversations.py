@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,6 +65,7 @@ async def append(
     tokens: int,
     request_id: str | None,
     when: datetime,
+    citations: list[dict[str, Any]],
 ) -> None:
     session.add(
         ChatMessage(
@@ -73,6 +75,7 @@ async def append(
             content=content,
             tokens=tokens,
             request_id=request_id,
+            citations=citations,
         )
     )
     await session.execute(

@@ -309,3 +309,6 @@ class MiniLMEmbedder:
     async def aembed(self, texts: Sequence[str]) -> Array:
         """`embed` in a worker thread: a batch takes CPU seconds the event loop cannot spare."""
         return await asyncio.to_thread(self.embed, list(texts))
+
+    async def aclose(self) -> None:
+        """Nothing to release: the weights are plain arrays, freed with the instance."""

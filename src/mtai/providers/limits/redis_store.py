@@ -153,6 +153,13 @@ return {int(tonumber(redis.call('HGET', key, 'spent') or '0')), int(clean_budget
 )
 
 
+def tls_options(url: str, ca_file: str | None) -> dict[str, Any]:
+    """Certificate checks for `rediss://`: always verified, against `ca_file` if given."""
+    if not url.startswith("rediss://"):
+        return {}
+    return {"ssl_cert_reqs": "required", **({"ssl_ca_certs": ca_file} if ca_file else {})}
+
+
 def connect(
     url: str, *, ca_file: str | None = None, timeout: float = 2.0, max_connections: int = 64
 ) -> aioredis.Redis:
@@ -168,11 +175,7 @@ def connect(
         "max_connections": max_connections,
         "timeout": timeout,
     }
-    if url.startswith("rediss://"):
-        options["ssl_cert_reqs"] = "required"
-        if ca_file:
-            options["ssl_ca_certs"] = ca_file
-    pool = aioredis.BlockingConnectionPool.from_url(url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(url, **options, **tls_options(url, ca_file))
     return aioredis.Redis(connection_pool=pool)
 
 

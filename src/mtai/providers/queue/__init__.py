@@ -1,0 +1,1 @@
+"""Job queues: the ingestion jobs' way from the API to the worker."""

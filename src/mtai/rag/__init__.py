@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: turning uploaded documents into searchable passages."""

@@ -1,0 +1,99 @@
+"""`mtai eval retrieval`: ingest a dataset into a throwaway tenant, search it in every mode, score.
+
+Everything goes through the product's own path (upload, worker pipeline, search SQL), so the
+numbers describe what users get. The tenant is deleted afterwards, stored originals included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Callable
+
+from mtai.rag.evaluation import Dataset, ModeScores, dedupe_documents, score_mode
+from mtai.services.documents import DocumentService, Upload
+from mtai.services.ingestion import Ingestor
+from mtai.services.principal import ALL_SCOPES, Principal, Role, operator
+from mtai.services.retrieval import Retriever, SearchMode, SearchQuery
+from mtai.services.tenants import TenantService
+
+# Chunks fetched per query so that enough distinct documents remain after deduplication.
+CHUNKS_PER_QUERY = 50
+POLL_SECONDS = 0.2
+Progress = Callable[[str], None]
+
+
+class EvaluationFailed(Exception):
+    """The dataset could not be ingested; the message names the documents."""
+
+
+async def _ingest(
+    principal: Principal,
+    dataset: Dataset,
+    documents: DocumentService,
+    ingestor: Ingestor,
+) -> dict[uuid.UUID, str]:
+    """Upload and ingest every document; platform document id -> dataset document id."""
+    ids: dict[uuid.UUID, str] = {}
+    for doc in dataset.documents:
+        uploaded = await documents.upload(
+            principal,
+            Upload(
+                data=doc.text.encode(),
+                filename=None,
+                content_type="text/plain",
+                title=doc.title,
+                description="",
+                collection=None,
+                metadata={"eval_id": doc.id},
+            ),
+        )
+        ids[uploaded.document.id] = doc.id
+    # Run the pipeline here, whatever queue the deployment uses; a document that a queue
+    # consumer took first is waited for (the lease lets only one of them work on it).
+    tenant_id = principal.require_tenant()
+    await asyncio.gather(*(ingestor.process(tenant_id, i) for i in ids))
+    failed = []
+    for document_id in ids:
+        document = await documents.get(principal, document_id)
+        while document.status in ("queued", "processing"):
+            await asyncio.sleep(POLL_SECONDS)
+            document = await documents.get(principal, document_id)
+        if document.status != "ready":
+            failed.append(f"{ids[document_id]}: {document.error}")
+    if failed:
+        raise EvaluationFailed("Documents did not ingest: " + "; ".join(failed[:5]))
+    return ids
+
+
+async def evaluate(
+    dataset: Dataset,
+    *,
+    tenants: TenantService,
+    documents: DocumentService,
+    ingestor: Ingestor,
+    retriever: Retriever,
+    k: int = 10,
+    progress: Progress = lambda _: None,
+) -> list[ModeScores]:
+    tenant, _ = await tenants.create(
+        operator(), slug=f"eval-{secrets.token_hex(4)}", name="Retrieval evaluation"
+    )
+    principal = Principal(tenant_id=tenant.id, role=Role.OWNER, scopes=ALL_SCOPES)
+    try:
+        progress(f"ingesting {len(dataset.documents)} documents")
+        ids = await _ingest(principal, dataset, documents, ingestor)
+        scores = []
+        for mode in SearchMode:
+            progress(f"searching {len(dataset.queries)} queries, mode {mode.value}")
+            rankings = {}
+            for query in dataset.queries:
+                hits = await retriever.search(
+                    principal, SearchQuery(query=query.query, limit=CHUNKS_PER_QUERY, mode=mode)
+                )
+                rankings[query.id] = dedupe_documents([ids[h.document_id] for h in hits])
+            scores.append(score_mode(mode.value, rankings, dataset, k))
+        return scores
+    finally:
+        await tenants.delete(operator(), tenant.id)

@@ -86,7 +86,7 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @dataclass
 class TenantFixture:
-    """A tenant with an owner (logged in), a member, and an admin-scoped API key."""
+    """A tenant with an owner (logged in), a member, and an API key with every scope."""
 
     id: uuid.UUID
     slug: str
@@ -136,7 +136,9 @@ async def make_tenant(client: httpx.AsyncClient, runtime: Runtime) -> TenantFixt
     )
     assert created.status_code == 201, created.text
     key = await client.post(
-        "/api/v1/keys", json={"name": "ci", "scopes": ["chat", "rag:read", "admin"]}, headers=owner
+        "/api/v1/keys",
+        json={"name": "ci", "scopes": ["chat", "rag:read", "rag:write", "admin"]},
+        headers=owner,
     )
     assert key.status_code == 201, key.text
     return TenantFixture(

@@ -18,13 +18,16 @@ from mtai.db.models import (
     ApiKey,
     AuditEvent,
     ChatMessage,
+    Collection,
     Conversation,
+    Document,
     Membership,
     ProviderCredential,
     Tenant,
 )
 from mtai.runtime import Runtime
 from tests.conftest import TenantFixture
+from tests.integration.test_rag import wait_done
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,19 @@ CASES = [
         expect=403,
     ),
     Case("DELETE", "/api/v1/admin/models/{model}", expect=403),
+    # RAG: B's knowledge bases, documents and chunks do not exist for A, whatever the route.
+    Case("GET", "/api/v1/rag/documents/{document_id}"),
+    Case("DELETE", "/api/v1/rag/documents/{document_id}"),
+    Case("GET", "/api/v1/rag/collections/{collection_id}"),
+    Case("PATCH", "/api/v1/rag/collections/{collection_id}", {"name": "taken over"}),
+    Case("DELETE", "/api/v1/rag/collections/{collection_id}"),
+    Case("POST", "/api/v1/rag/documents", {"text": "planted", "collection": "{collection_id}"}),
+    Case("POST", "/api/v1/rag/search", {"query": "x", "collection_ids": ["{collection_id}"]}),
+    Case(
+        "POST",
+        "/api/v1/chat/",
+        {"message": "x", "use_rag": True, "collection_ids": ["{collection_id}"]},
+    ),
 ]
 
 LISTS = [
@@ -89,7 +105,11 @@ LISTS = [
     "/api/v1/limits",
     "/api/v1/chat/models",
     "/v1/models",
+    "/api/v1/rag/documents",
+    "/api/v1/rag/collections",
+    "/api/v1/rag/stats",
 ]
+SECRET = "Quasar-zebra protocol: the vault code is 7741 and only tenant B knows it."
 
 
 async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
@@ -121,6 +141,20 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
         messages = (
             await session.execute(select(ChatMessage.id).where(ChatMessage.tenant_id == tenant.id))
         ).all()
+        documents = (
+            await session.execute(
+                select(Document.id, Document.title, Document.status, Document.chunk_count).where(
+                    Document.tenant_id == tenant.id
+                )
+            )
+        ).all()
+        collections = (
+            await session.execute(
+                select(Collection.id, Collection.name, Collection.embedding_model).where(
+                    Collection.tenant_id == tenant.id
+                )
+            )
+        ).all()
         creds = (
             await session.execute(
                 select(ProviderCredential.provider, ProviderCredential.api_key_encrypted).where(
@@ -136,6 +170,8 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
         "conversations": sorted(map(tuple, conversations)),
         "messages": len(messages),
         "credentials": sorted(map(tuple, creds)),
+        "documents": sorted(map(tuple, documents)),
+        "collections": sorted(map(tuple, collections)),
     }
 
 
@@ -154,6 +190,18 @@ async def victim(client: httpx.AsyncClient, tenant_b: TenantFixture) -> dict[str
         headers=tenant_b.owner,
     )
     assert put.status_code == 200
+    collection = await client.post(
+        "/api/v1/rag/collections", json={"name": "B private"}, headers=tenant_b.owner
+    )
+    assert collection.status_code == 201, collection.text
+    document = await client.post(
+        "/api/v1/rag/documents",
+        json={"text": SECRET, "title": "B vault", "collection": "B private"},
+        headers=tenant_b.owner,
+    )
+    assert document.status_code == 202, document.text
+    ready = await wait_done(client, tenant_b.owner, document.json()["id"])
+    assert ready["status"] == "ready", ready
     return {
         "tenant_id": tenant_b.id,
         "member_id": tenant_b.member_id,
@@ -163,6 +211,8 @@ async def victim(client: httpx.AsyncClient, tenant_b: TenantFixture) -> dict[str
         "provider": "anthropic",
         "other_provider": "bedrock",
         "model": "extractive",
+        "collection_id": collection.json()["id"],
+        "document_id": document.json()["id"],
     }
 
 
@@ -171,6 +221,8 @@ def fill(value: Any, ids: dict[str, Any]) -> Any:
         return value.format(**ids)
     if isinstance(value, dict):
         return {k: fill(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, ids) for v in value]
     return value
 
 
@@ -235,3 +287,56 @@ async def test_suite_covers_every_route_with_an_id(app: Any) -> None:
         for method in getattr(route, "methods", set()) - {"HEAD", "OPTIONS"}:
             template = re.sub(r"\{[^}]+\}", "{}", path)
             assert (method, template) in covered, f"no isolation case for {method} {path}"
+
+
+async def test_search_and_chat_never_return_another_tenants_passages(
+    client: httpx.AsyncClient,
+    tenant_a: TenantFixture,
+    tenant_b: TenantFixture,
+    victim: dict[str, Any],
+) -> None:
+    own = await client.post(
+        "/api/v1/rag/documents",
+        json={"text": "The vault of tenant A opens with a brass key.", "title": "A vault"},
+        headers=tenant_a.owner,
+    )
+    assert (await wait_done(client, tenant_a.owner, own.json()["id"]))["status"] == "ready"
+    leaks = (victim["document_id"], victim["collection_id"], "Quasar", "7741", "B vault")
+    for headers in credentials(tenant_a).values():
+        for mode in ("vector", "keyword", "hybrid"):
+            found = await client.post(
+                "/api/v1/rag/search",
+                json={"query": "Quasar-zebra vault code 7741", "mode": mode, "limit": 50},
+                headers=headers,
+            )
+            assert found.status_code == 200, found.text
+            assert not any(leak in found.text for leak in leaks), (mode, found.text)
+        filtered = await client.post(
+            "/api/v1/rag/search",
+            json={"query": "vault", "filters": {"document_ids": [victim["document_id"]]}},
+            headers=headers,
+        )
+        assert filtered.json()["results"] == []
+        answer = await client.post(
+            "/api/v1/chat/",
+            json={"message": "What is the Quasar-zebra vault code?", "use_rag": True},
+            headers=headers,
+        )
+        assert answer.status_code == 200, answer.text
+        assert not any(leak in answer.text for leak in leaks), answer.text
+        openai = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "extractive",
+                "messages": [{"role": "user", "content": "Quasar-zebra vault code?"}],
+                "use_rag": True,
+            },
+            headers=headers,
+        )
+        assert openai.status_code == 200, openai.text
+        assert not any(leak in openai.text for leak in leaks), openai.text
+    # B itself still finds its passage.
+    mine = await client.post(
+        "/api/v1/rag/search", json={"query": "Quasar-zebra vault"}, headers=tenant_b.owner
+    )
+    assert mine.json()["results"][0]["document_id"] == victim["document_id"]

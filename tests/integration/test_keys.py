@@ -49,8 +49,15 @@ async def test_scopes_are_enforced(client: httpx.AsyncClient, tenant_a: TenantFi
     assert refused.json()["code"] == "insufficient_scope"
     # A member cannot manage keys at all; an admin-scoped key can, but not grant beyond itself.
     assert (await client.get("/api/v1/keys", headers=tenant_a.member)).status_code == 403
+    admin_only = (
+        await client.post(
+            "/api/v1/keys", json={"name": "a", "scopes": ["admin"]}, headers=tenant_a.owner
+        )
+    ).json()["key"]
     beyond = await client.post(
-        "/api/v1/keys", json={"name": "x", "scopes": ["rag:write"]}, headers=tenant_a.api_key
+        "/api/v1/keys",
+        json={"name": "x", "scopes": ["rag:write"]},
+        headers={"X-API-Key": admin_only},
     )
     assert beyond.status_code == 403
     unknown = await client.post(

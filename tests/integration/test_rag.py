@@ -231,12 +231,17 @@ async def test_upload_limits_and_bad_requests(
     assert bad_search.status_code == 422
 
 
-async def test_api_key_without_rag_write_cannot_upload(
+async def test_a_key_without_rag_write_can_search_but_not_upload(
     client: httpx.AsyncClient, tenant_a: TenantFixture
 ) -> None:
-    response = await client.post(DOCS, json={"text": "hello"}, headers=tenant_a.api_key)
+    made = await client.post(
+        "/api/v1/keys", json={"name": "reader", "scopes": ["rag:read"]}, headers=tenant_a.owner
+    )
+    reader = {"X-API-Key": made.json()["key"]}
+    response = await client.post(DOCS, json={"text": "hello"}, headers=reader)
     assert response.status_code == 403
-    searched = await client.post(SEARCH, json={"query": "hello"}, headers=tenant_a.api_key)
+    assert response.json()["code"] == "insufficient_scope"
+    searched = await client.post(SEARCH, json={"query": "hello"}, headers=reader)
     assert searched.status_code == 200
 
 

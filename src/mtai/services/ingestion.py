@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 import numpy as np
@@ -38,6 +38,23 @@ MISSING_ORIGINAL = (
     "The original file is missing from storage, so the document cannot be processed; "
     "delete it and upload it again."
 )
+
+
+def with_title(parsed: ParsedDocument, title: str) -> ParsedDocument:
+    """The document's title heads every heading path, so each chunk is embedded with it.
+
+    A passage deep in a long document rarely names what the document is about; with the title
+    in front, vector search ranked better on every metric of the evaluation set (docs/rag.md).
+    """
+    blocks = [replace(b, heading_path=(title, *b.heading_path)) for b in parsed.blocks]
+    return replace(parsed, blocks=blocks)
+
+
+def stored_heading(chunk: Chunk, title: str) -> str:
+    """The chunk's own headings, without the title that `with_title` put in front (the
+    chunker drops outer headings first when a path is too long, so it may be gone already)."""
+    path = chunk.heading_path
+    return " > ".join(path[1:] if path[:1] == (title,) else path)
 
 
 class LeaseLost(Exception):
@@ -127,7 +144,7 @@ class Ingestor:
         max_tokens = min(self.chunk_tokens, embedder.max_tokens)
         pieces = await anyio.to_thread.run_sync(
             lambda: chunk_document(
-                parsed,
+                with_title(parsed, document.title),
                 embedder.count_tokens,
                 max_tokens=max_tokens,
                 overlap_tokens=min(self.overlap_tokens, max_tokens // 2),
@@ -141,7 +158,7 @@ class Ingestor:
             chunks_repo.NewChunk(
                 ordinal=c.ordinal,
                 text=c.text,
-                heading=c.heading,
+                heading=stored_heading(c, document.title),
                 page=c.page,
                 tokens=c.tokens,
                 metadata=metadata,

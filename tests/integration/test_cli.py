@@ -12,6 +12,7 @@ import httpx
 
 from mtai.config import Settings
 from tests.conftest import deployment_env
+from tests.support.s3_server import S3Server, create_bucket
 
 
 def mtai(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -90,7 +91,8 @@ def test_cli_errors_are_one_line_with_exit_1(settings: Settings) -> None:
 def test_doctor_passes_on_a_good_setup(settings: Settings) -> None:
     result = mtai(settings, "doctor")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("config", "MTAI_JWT_SECRET", "database", "pgvector", "migrations", "app role"):
+    names = ("config", "MTAI_JWT_SECRET", "database", "pgvector", "migrations", "app role")
+    for name in (*names, "storage"):
         assert f"] {name}:" in result.stdout
 
 
@@ -120,3 +122,23 @@ def test_serve_refuses_default_secrets_in_production(settings: Settings) -> None
     assert "Refusing to start in production" in refused.stderr
     assert "MTAI_JWT_SECRET is empty or a well-known default" in refused.stderr
     assert "MTAI_KEY_PEPPER" in refused.stderr
+
+
+def test_doctor_names_a_missing_bucket_on_a_real_s3_server(
+    settings: Settings, s3_server: S3Server
+) -> None:
+    s3 = {
+        "MTAI_STORAGE_BACKEND": "s3",
+        "MTAI_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "MTAI_S3_ACCESS_KEY_ID": s3_server.access_key_id,
+        "MTAI_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "MTAI_S3_REGION": s3_server.region,
+    }
+    missing = mtai(settings, "doctor", MTAI_S3_BUCKET="no-such-bucket-here", **s3)
+    assert missing.returncode == 1
+    assert "[FAIL] storage:" in missing.stdout
+    assert "no-such-bucket-here" in missing.stdout
+    assert "create the bucket" in missing.stdout
+    assert s3_server.secret_access_key not in missing.stdout + missing.stderr
+    present = mtai(settings, "doctor", MTAI_S3_BUCKET=create_bucket(s3_server), **s3)
+    assert "] storage: s3: write, read and delete work" in present.stdout, present.stdout

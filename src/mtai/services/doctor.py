@@ -20,6 +20,8 @@ from mtai.db.migrate import (
     head_revision,
 )
 from mtai.errors import ConfigurationError
+from mtai.providers.storage.base import StorageUnavailable
+from mtai.providers.storage.factory import open_store
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 
@@ -182,8 +184,32 @@ async def _database(settings: Settings) -> list[CheckResult]:
     return results
 
 
+async def _storage(settings: Settings) -> CheckResult:
+    """A real write, read and delete in the configured object store."""
+    try:
+        store = open_store(settings)
+    except ConfigurationError as exc:
+        return CheckResult("storage", False, str(exc), "set the variables it names")
+    try:
+        await asyncio.wait_for(store.check(), CONNECT_TIMEOUT_SECONDS * 2)
+    except StorageUnavailable as exc:
+        # The message already says what to do (bucket, permission, endpoint).
+        return CheckResult("storage", False, exc.detail, "see docs/troubleshooting.md, storage")
+    except TimeoutError:
+        return CheckResult(
+            "storage",
+            False,
+            f"{store.name} storage did not answer within {CONNECT_TIMEOUT_SECONDS * 2:.0f} s",
+            "check MTAI_S3_ENDPOINT_URL and that the network allows the tasks to reach S3",
+        )
+    finally:
+        await store.aclose()
+    return CheckResult("storage", True, f"{store.name}: write, read and delete work")
+
+
 async def run(settings: Settings) -> list[CheckResult]:
     results = [CheckResult("config", True, f"loaded; environment {settings.env.value}")]
     results += _secrets(settings)
     results += await _database(settings)
+    results.append(await _storage(settings))
     return results

@@ -1,8 +1,10 @@
 """Ingestion jobs over taskiq: Redis streams between processes, or in-process.
 
 With Redis, a message is acknowledged only after its job has run, so a worker that dies
-mid-job leaves it pending; another worker claims it once it has been idle for the lease time.
-The database lease decides who really works on a document, so a redelivery is harmless.
+mid-job leaves it pending. taskiq-redis claims idle pending messages only while new ones keep
+arriving, so recovery does not rely on it: the reaper (services/ingestion.py) sends again every
+document whose database lease ran out. That lease decides who really works on a document, so a
+redelivered message is harmless.
 """
 
 from __future__ import annotations

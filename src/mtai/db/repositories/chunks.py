@@ -133,15 +133,20 @@ def _vector_cte(dim: int, where: str) -> str:
     )
 
 
-def _keyword_cte(where: str) -> str:
-    return (
+# The query as a scalar subquery: PostgreSQL evaluates it once (an InitPlan) and can then use
+# the GIN index for `tsv @@ ...`; joined as a row source, it led to a sequential scan.
+_QUERY = "(SELECT query FROM kq)"
+
+
+def _keyword_ctes(where: str) -> list[str]:
+    return [
+        f"kq AS MATERIALIZED (SELECT {_KEYWORD_QUERY} AS query)",
         "kw AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank, score FROM ("
         # Normalised by log length, so long chunks do not win on repetition alone; cover density
         # (ts_rank_cd) scored far lower on the evaluation set, as OR queries have no covers.
-        f"SELECT id, ts_rank(tsv, q.query, 1) AS score FROM rag_chunks, "
-        f"(SELECT {_KEYWORD_QUERY} AS query) q "
-        f"WHERE tsv @@ q.query AND {where} ORDER BY score DESC LIMIT :candidates) k)"
-    )
+        f"SELECT id, ts_rank(tsv, {_QUERY}, 1) AS score FROM rag_chunks "
+        f"WHERE tsv @@ {_QUERY} AND {where} ORDER BY score DESC LIMIT :candidates) k)",
+    ]
 
 
 def _statement(mode: str, dim: int, where: str) -> str:
@@ -149,23 +154,26 @@ def _statement(mode: str, dim: int, where: str) -> str:
         ctes = [_vector_cte(dim, where)]
         fused = "SELECT id, score, rank AS vector_rank, NULL::bigint AS keyword_rank FROM vec"
     elif mode == "keyword":
-        ctes = [_keyword_cte(where)]
+        ctes = _keyword_ctes(where)
         fused = "SELECT id, score, NULL::bigint AS vector_rank, rank AS keyword_rank FROM kw"
     else:
-        ctes = [_vector_cte(dim, where), _keyword_cte(where)]
+        ctes = [_vector_cte(dim, where), *_keyword_ctes(where)]
         fused = (
             "SELECT coalesce(vec.id, kw.id) AS id, "
             f"coalesce(1.0 / ({RRF_K} + vec.rank), 0) + coalesce(1.0 / ({RRF_K} + kw.rank), 0) "
             "AS score, vec.rank AS vector_rank, kw.rank AS keyword_rank "
             "FROM vec FULL OUTER JOIN kw ON vec.id = kw.id"
         )
+    # The winners are picked before the join, so that the chunks and documents are fetched
+    # by primary key for `limit` rows (joining all candidates made the planner scan the table).
     return (
-        f"WITH {', '.join(ctes)}, fused AS ({fused}) "
+        f"WITH {', '.join(ctes)}, fused AS ({fused}), "
+        "top AS (SELECT * FROM fused ORDER BY score DESC, id LIMIT :limit) "
         "SELECT c.id, c.document_id, c.collection_id, d.title, c.text, c.heading, c.page, "
         "c.ordinal, c.metadata, f.score, f.vector_rank, f.keyword_rank "
-        "FROM fused f JOIN rag_chunks c ON c.id = f.id "
+        "FROM top f JOIN rag_chunks c ON c.id = f.id "
         "JOIN rag_documents d ON d.id = c.document_id "
-        "ORDER BY f.score DESC, c.id LIMIT :limit"
+        "ORDER BY f.score DESC, c.id"
     )
 
 

@@ -29,13 +29,16 @@ class IngestQueue:
         self.broker = broker
         self.concurrency = concurrency
         self._running: set[asyncio.Task[object]] = set()
+        # taskiq's in-memory broker starts every job at once; this bounds both brokers alike.
+        self._slots = asyncio.Semaphore(concurrency)
 
         async def ingest_document(tenant_id: str, document_id: str) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._running.add(task)
             try:
-                await handler(uuid.UUID(tenant_id), uuid.UUID(document_id))
+                async with self._slots:
+                    await handler(uuid.UUID(tenant_id), uuid.UUID(document_id))
             finally:
                 self._running.discard(task)
 

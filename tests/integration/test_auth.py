@@ -57,7 +57,7 @@ async def test_me_with_token_and_both_key_headers(
         key_me = (await client.get("/api/v1/auth/me", headers=headers)).json()
         assert key_me["api_key_id"] == str(tenant_a.key_id)
         assert key_me["tenant_id"] == str(tenant_a.id)
-        assert key_me["scopes"] == ["admin", "chat", "rag:read"]
+        assert key_me["scopes"] == ["admin", "chat", "rag:read", "rag:write"]
 
 
 async def test_user_in_several_tenants_picks_with_x_tenant_id(

@@ -87,7 +87,7 @@ async def test_rotation_keeps_old_key_for_the_grace_period(
     assert rotated.status_code == 201
     new = rotated.json()
     assert new["rotated_from"] == str(tenant_a.key_id)
-    assert new["scopes"] == ["admin", "chat", "rag:read"]
+    assert new["scopes"] == ["admin", "chat", "rag:read", "rag:write"]
     assert (
         await client.get("/api/v1/auth/me", headers={"X-API-Key": new["key"]})
     ).status_code == 200

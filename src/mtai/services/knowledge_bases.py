@@ -158,9 +158,16 @@ class KnowledgeBaseService:
                 "(POST /api/v1/rag/collections) or leave 'collection' out to use 'default'.",
                 code="collection_not_found",
             )
-        return await self._add(
-            session, principal, name=DEFAULT_NAME, description="", embedding_model=None
-        )
+        try:
+            return await self._add(
+                session, principal, name=DEFAULT_NAME, description="", embedding_model=None
+            )
+        except Conflict:
+            # Another first upload created it a moment ago.
+            created = await collections_repo.by_name(session, DEFAULT_NAME)
+            if created is None:
+                raise
+            return created
 
     async def update(
         self,

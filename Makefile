@@ -36,13 +36,19 @@ test: $(VENV)/.installed-test
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench eval
+	$(BIN)/ruff format --check src tests bench eval
 	$(BIN)/mypy
 
 format: $(VENV)/.installed-test
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench eval
+	$(BIN)/ruff check --fix src tests bench eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## Measure ingestion and search on this machine (embedded PostgreSQL, ~10 minutes on 2 cores):
+## writes bench/results/rag.json and docs/benchmarks.md.
+.PHONY: bench
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.run

@@ -97,6 +97,10 @@ class Ingestor:
         self.overlap_tokens = overlap_tokens
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        # One batch at a time per process: a batch already keeps every core busy (BLAS), and
+        # two at once only contend (measured: 0.73 of the ceiling with two, 0.85 with one).
+        # Other documents still parse, chunk and write meanwhile.
+        self._embedding = asyncio.Lock()
 
     async def process(self, tenant_id: uuid.UUID, document_id: uuid.UUID) -> None:
         """Ingest one document; never raises for the document's own problems."""
@@ -187,16 +191,16 @@ class Ingestor:
                 raise LeaseLost  # rolls the chunks back with it
         log.info("rag.ingest.ready", document_id=str(document.id), chunks=len(rows))
 
-    @staticmethod
     async def _embed(
-        embedder: Embedder, pieces: list[Chunk], lease: _Lease
+        self, embedder: Embedder, pieces: list[Chunk], lease: _Lease
     ) -> np.ndarray[tuple[int, int], np.dtype[np.float32]]:
         batches = []
         for start in range(0, len(pieces), embedder.batch_size):
             if lease.lost:
                 raise LeaseLost
             batch = pieces[start : start + embedder.batch_size]
-            batches.append(await embedder.aembed([c.embedding_text for c in batch]))
+            async with self._embedding:
+                batches.append(await embedder.aembed([c.embedding_text for c in batch]))
             lease.progress = min(0.99, (start + len(batch)) / len(pieces))
         return np.concatenate(batches).astype(np.float32, copy=False)
 

@@ -133,8 +133,9 @@ def _vector_cte(dim: int, where: str) -> str:
     )
 
 
-# The query as a scalar subquery: PostgreSQL evaluates it once (an InitPlan) and can then use
-# the GIN index for `tsv @@ ...`; joined as a row source, it led to a sequential scan.
+# The query as a scalar subquery, evaluated once (an InitPlan). Under row-level security the
+# GIN index still goes unused: `@@` is not LEAKPROOF, so PostgreSQL applies the tenant policy
+# first and tests every row (docs/benchmarks.md measures the cost; the fix is open).
 _QUERY = "(SELECT query FROM kq)"
 
 

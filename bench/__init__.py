@@ -1,0 +1,1 @@
+"""Benchmarks of mtai measured on the machine at hand: `make bench` (see docs/benchmarks.md)."""

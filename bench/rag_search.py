@@ -1,0 +1,917 @@
+"""Search latency (vector, keyword, hybrid) at 10k and 100k chunks, HNSW recall, query plans.
+
+The chunks are written straight into rag_chunks as the database owner (COPY), with random
+unit vectors and text made of the corpus's sentences, so full-text search meets real words.
+Latency is measured through the product's search path (`Retriever.search`, which embeds the
+query with MiniLM), and apart from it the SQL alone (`chunks.search` in a tenant transaction
+with a precomputed query vector).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pgvector.asyncpg import register_vector
+from sqlalchemy import event, text
+
+from bench.common import (
+    Json,
+    latency_summary,
+    load_corpus,
+    load_queries,
+    new_tenant,
+    owner_connection,
+    runtime_for,
+    table,
+    target,
+)
+from mtai.db.engine import HNSW_EF_SEARCH
+from mtai.db.repositories import chunks as chunks_repo
+from mtai.runtime import Runtime
+from mtai.services.principal import Principal
+from mtai.services.retrieval import CANDIDATES, SearchMode, SearchQuery
+
+DIM = 384
+HNSW_INDEX = f"rag_chunks_hnsw_{DIM}"
+GIN_INDEX = "rag_chunks_tsv"
+CHUNKS_PER_DOCUMENT = 10
+CHUNK_CHARS = 800  # ~180 MiniLM tokens, what the chunker makes of this corpus on average
+LIMIT = 10
+SEED = 20261129
+TARGET_P95_MS = 25.0
+TARGET_RECALL = 0.95
+MODES = (SearchMode.VECTOR, SearchMode.KEYWORD, SearchMode.HYBRID)
+# Only for building the index: the embedded server's default (64MB) cannot hold a 100k graph.
+BUILD_MAINTENANCE_WORK_MEM = "1GB"
+
+Vector = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    sizes: tuple[int, ...] = (10_000, 100_000)
+    queries: int = 200
+    warmup: int = 20
+    recall_queries: int = 100
+    ef_search: tuple[int, ...] = (HNSW_EF_SEARCH, 200, 400)  # the first: the app's setting
+    # Recall again at the largest size with embedding-like vectors and real query embeddings.
+    embedding_like_recall: bool = True
+
+
+@dataclass(frozen=True)
+class Target:
+    principal: Principal
+    tenant_id: uuid.UUID
+    collection_id: uuid.UUID
+
+
+# --- data ----------------------------------------------------------------------------------
+
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n\s*\n")
+_WORD = re.compile(r"[A-Za-z][A-Za-z_]+")
+
+
+def corpus_sentences() -> list[str]:
+    sentences = []
+    for doc in load_corpus():
+        for part in _SENTENCE_END.split(doc.text):
+            flat = " ".join(part.split())
+            if len(flat.split()) >= 4:
+                sentences.append(flat)
+    return sentences
+
+
+def search_queries(count: int, rng: np.random.Generator) -> list[str]:
+    """The eval set's questions, then phrases of 2-6 words cut from the corpus's sentences."""
+    queries = load_queries()
+    words = [_WORD.findall(s) for s in corpus_sentences()]
+    words = [w for w in words if len(w) >= 6]
+    while len(queries) < count:
+        sentence = words[int(rng.integers(len(words)))]
+        size = int(rng.integers(2, 7))
+        start = int(rng.integers(0, len(sentence) - size + 1))
+        queries.append(" ".join(sentence[start : start + size]))
+    order = rng.permutation(len(queries))
+    return [queries[i] for i in order[:count]]
+
+
+def _unit_vectors(rng: np.random.Generator, n: int) -> Vector:
+    vectors = rng.standard_normal((n, DIM), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def _compose(rng: np.random.Generator, sentences: Sequence[str], n: int) -> list[list[int]]:
+    """Each chunk as the indexes of the random sentences its ~CHUNK_CHARS of text are made of."""
+    picks = iter(rng.integers(len(sentences), size=n * 40).tolist())
+    chunks = []
+    for _ in range(n):
+        parts: list[int] = []
+        size = 0
+        while size < CHUNK_CHARS:
+            index = next(picks)
+            parts.append(index)
+            size += len(sentences[index]) + 1
+        chunks.append(parts)
+    return chunks
+
+
+def _sentence_means(embeddings: Vector, chunks: list[list[int]]) -> Vector:
+    """Embedding-like vectors: each chunk's is the normalised mean of its sentences' MiniLM
+    embeddings, so the vectors lie where the model's do and match the chunk's own text."""
+    vectors = np.empty((len(chunks), DIM), dtype=np.float32)
+    for i, parts in enumerate(chunks):
+        vectors[i] = embeddings[parts].sum(axis=0)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+async def populate(
+    database_url: str,
+    where: Target,
+    n: int,
+    rng: np.random.Generator,
+    sentence_embeddings: Vector | None = None,
+) -> Json:
+    """Replace the tenant's chunks by `n` synthetic ones; rebuild the search indexes. Vectors:
+    random unit vectors, or means of the sentences' embeddings when those are given."""
+    sentences = corpus_sentences()
+    titles = [d.title for d in load_corpus()]
+    conn = await owner_connection(database_url)
+    try:
+        await register_vector(conn)
+        await conn.execute("TRUNCATE rag_chunks, rag_documents")
+        definitions = dict(
+            await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'rag_chunks' "
+                "AND indexname = ANY($1::text[])",
+                [HNSW_INDEX, GIN_INDEX],
+            )
+        )
+        if set(definitions) != {HNSW_INDEX, GIN_INDEX}:
+            raise RuntimeError(f"expected indexes missing: {sorted(definitions)}")
+        for name in definitions:
+            await conn.execute(f"DROP INDEX {name}")
+
+        started = time.perf_counter()
+        documents = (n + CHUNKS_PER_DOCUMENT - 1) // CHUNKS_PER_DOCUMENT
+        doc_ids = [uuid.uuid4() for _ in range(documents)]
+        doc_titles = [titles[int(i)] for i in rng.integers(len(titles), size=documents)]
+        composed = _compose(rng, sentences, n)
+        vectors = (
+            _unit_vectors(rng, n)
+            if sentence_embeddings is None
+            else _sentence_means(sentence_embeddings, composed)
+        )
+        chunk_rows = []
+        for i, parts in enumerate(composed):
+            body = " ".join(sentences[j] for j in parts)
+            document = i // CHUNKS_PER_DOCUMENT
+            ordinal = i % CHUNKS_PER_DOCUMENT
+            chunk_rows.append(
+                (
+                    chunks_repo.chunk_id(doc_ids[document], ordinal),
+                    where.tenant_id,
+                    where.collection_id,
+                    doc_ids[document],
+                    ordinal,
+                    body,
+                    doc_titles[document],
+                    None,
+                    len(body) // 4,
+                    "{}",
+                    DIM,
+                    vectors[i],
+                )
+            )
+        doc_rows = [
+            (
+                doc_id,
+                where.tenant_id,
+                where.collection_id,
+                f"{doc_titles[i]} ({i})",
+                CHUNKS_PER_DOCUMENT * CHUNK_CHARS,
+                hashlib.sha256(doc_id.bytes).hexdigest(),
+                f"bench/{doc_id}",
+                "ready",
+                1.0,
+                CHUNKS_PER_DOCUMENT,
+                CHUNKS_PER_DOCUMENT * CHUNK_CHARS // 4,
+                "all-MiniLM-L6-v2",
+                "bench",
+            )
+            for i, doc_id in enumerate(doc_ids)
+        ]
+        generated = time.perf_counter() - started
+
+        started = time.perf_counter()
+        await conn.copy_records_to_table(
+            "rag_documents",
+            records=doc_rows,
+            columns=[
+                "id",
+                "tenant_id",
+                "collection_id",
+                "title",
+                "size_bytes",
+                "sha256",
+                "storage_key",
+                "status",
+                "progress",
+                "chunk_count",
+                "token_count",
+                "embedding_model",
+                "created_by",
+            ],
+        )
+        await conn.copy_records_to_table(
+            "rag_chunks",
+            records=chunk_rows,
+            columns=[
+                "id",
+                "tenant_id",
+                "collection_id",
+                "document_id",
+                "ordinal",
+                "text",
+                "heading",
+                "page",
+                "tokens",
+                "metadata",
+                "embedding_dim",
+                "embedding",
+            ],
+        )
+        copied = time.perf_counter() - started
+
+        await conn.execute(f"SET maintenance_work_mem = '{BUILD_MAINTENANCE_WORK_MEM}'")
+        started = time.perf_counter()
+        await conn.execute(definitions[GIN_INDEX])
+        gin = time.perf_counter() - started
+        started = time.perf_counter()
+        await conn.execute(definitions[HNSW_INDEX])
+        hnsw = time.perf_counter() - started
+        await conn.execute("RESET maintenance_work_mem")
+        started = time.perf_counter()
+        await conn.execute("VACUUM (ANALYZE) rag_documents")
+        await conn.execute("VACUUM (ANALYZE) rag_chunks")
+        vacuumed = time.perf_counter() - started
+        sizes = await conn.fetchrow(
+            "SELECT pg_table_size('rag_chunks') AS heap, "
+            "pg_relation_size($1::regclass) AS hnsw, pg_relation_size($2::regclass) AS gin",
+            HNSW_INDEX,
+            GIN_INDEX,
+        )
+        assert sizes is not None
+    finally:
+        await conn.close()
+    mib = 1024 * 1024
+    return {
+        "chunks": n,
+        "vectors": "random unit" if sentence_embeddings is None else "sentence-embedding means",
+        "documents": documents,
+        "generate_seconds": round(generated, 2),
+        "copy_seconds": round(copied, 2),
+        "gin_build_seconds": round(gin, 2),
+        "hnsw_build_seconds": round(hnsw, 2),
+        "vacuum_analyze_seconds": round(vacuumed, 2),
+        "table_mib": round(sizes["heap"] / mib, 1),
+        "hnsw_mib": round(sizes["hnsw"] / mib, 1),
+        "gin_mib": round(sizes["gin"] / mib, 1),
+        "index_definitions": definitions,
+    }
+
+
+# --- measurements --------------------------------------------------------------------------
+
+
+async def _sql_search(
+    runtime: Runtime, where: Target, mode: SearchMode, query: str, vector: Vector | None
+) -> list[chunks_repo.Hit]:
+    async with runtime.db.tenant(where.tenant_id) as session:
+        return await chunks_repo.search(
+            session,
+            mode=mode.value,
+            dim=DIM,
+            query_vector=vector,
+            query_text=query,
+            collection_ids=[where.collection_id],
+            document_ids=None,
+            metadata=None,
+            limit=LIMIT,
+            candidates=max(CANDIDATES, LIMIT),
+        )
+
+
+async def latencies(
+    runtime: Runtime,
+    where: Target,
+    queries: Sequence[str],
+    vectors: Vector,
+    options: SearchOptions,
+) -> Json:
+    """Per query, in turn: the query embedding alone, then each mode end to end and SQL only,
+    so that whatever else the machine does weighs on every column alike."""
+    embedder = runtime.embedders.get(runtime.settings.embedding_model)
+    e2e: dict[SearchMode, list[float]] = {m: [] for m in MODES}
+    sql: dict[SearchMode, list[float]] = {m: [] for m in MODES}
+    embedding: list[float] = []
+    empty = dict.fromkeys(MODES, 0)
+    for i, query in enumerate(queries):
+        timed = i >= options.warmup
+        started = time.perf_counter()
+        await embedder.aembed([query])
+        if timed:
+            embedding.append(time.perf_counter() - started)
+        for mode in MODES:
+            started = time.perf_counter()
+            hits = await runtime.retriever.search(
+                where.principal, SearchQuery(query=query, limit=LIMIT, mode=mode)
+            )
+            elapsed = time.perf_counter() - started
+            if timed:
+                e2e[mode].append(elapsed)
+                empty[mode] += not hits
+            vector = None if mode is SearchMode.KEYWORD else vectors[i]
+            started = time.perf_counter()
+            await _sql_search(runtime, where, mode, query, vector)
+            if timed:
+                sql[mode].append(time.perf_counter() - started)
+    return {
+        "end_to_end": {m.value: latency_summary(t) for m, t in e2e.items()},
+        "sql_only": {m.value: latency_summary(t) for m, t in sql.items()},
+        "query_embedding": latency_summary(embedding),
+        "empty_results": {m.value: n for m, n in empty.items()},
+    }
+
+
+async def _vector_ids(
+    runtime: Runtime, where: Target, vector: Vector, setting: str | None
+) -> tuple[set[uuid.UUID], float]:
+    """The vector search's top-10 ids (and its time), with one planner setting changed."""
+    async with runtime.db.tenant(where.tenant_id) as session:
+        if setting is not None:
+            await session.execute(text(f"SET LOCAL {setting}"))
+        started = time.perf_counter()
+        hits = await chunks_repo.search(
+            session,
+            mode="vector",
+            dim=DIM,
+            query_vector=vector,
+            query_text="",
+            collection_ids=[where.collection_id],
+            document_ids=None,
+            metadata=None,
+            limit=LIMIT,
+            candidates=max(CANDIDATES, LIMIT),
+        )
+        elapsed = time.perf_counter() - started
+    return {h.chunk_id for h in hits}, elapsed
+
+
+async def recall(runtime: Runtime, where: Target, vectors: Vector, options: SearchOptions) -> Json:
+    """Top-10 of the vector search (HNSW) against the exact top-10 (index scans disabled),
+    at the app's ef_search and at the larger ones of `options.ef_search`."""
+    truths = []
+    for vector in vectors:
+        truth, _ = await _vector_ids(runtime, where, vector, "enable_indexscan = off")
+        assert len(truth) == LIMIT
+        truths.append(truth)
+    by_ef = []
+    for ef in options.ef_search:
+        found, timings = [], []
+        setting = None if ef == HNSW_EF_SEARCH else f"hnsw.ef_search = {int(ef)}"
+        for vector, truth in zip(vectors, truths, strict=True):
+            ids, elapsed = await _vector_ids(runtime, where, vector, setting)
+            found.append(len(truth & ids) / LIMIT)
+            timings.append(elapsed)
+        by_ef.append(
+            {
+                "ef_search": ef,
+                "product_setting": ef == HNSW_EF_SEARCH,
+                "recall_at_10": round(float(np.mean(found)), 4),
+                "min": round(float(np.min(found)), 2),
+                "queries_below_0.9": sum(1 for f in found if f < 0.9),
+                "latency": latency_summary(timings),
+            }
+        )
+    product = next(r for r in by_ef if r["product_setting"])
+    return {
+        "queries": len(vectors),
+        "recall_at_10": product["recall_at_10"],
+        "by_ef_search": by_ef,
+    }
+
+
+async def keyword_matches(database_url: str, queries: Sequence[str]) -> Json:
+    """How many chunks each query's keyword search matches (and so ranks), counted as the
+    owner, whom RLS does not bind, so the GIN index answers."""
+    conn = await owner_connection(database_url)
+    try:
+        counts = [int(await conn.fetchval(_COUNT_MATCHES, query)) for query in queries]
+    finally:
+        await conn.close()
+    return {
+        "counts": counts,
+        "queries": len(counts),
+        "p10": int(np.percentile(counts, 10)),
+        "p50": int(np.percentile(counts, 50)),
+        "p90": int(np.percentile(counts, 90)),
+        "max": max(counts),
+        "none": sum(1 for c in counts if c == 0),
+    }
+
+
+# The keyword query as chunks.search builds it (`_KEYWORD_QUERY`), with $1 for the text.
+_COUNT_MATCHES = (
+    "SELECT count(*) FROM rag_chunks "
+    "WHERE tsv @@ replace(plainto_tsquery('english', $1)::text, ' & ', ' | ')::tsquery"
+)
+
+
+class _Capture:
+    """The last search statement and its driver parameters, as the product sent them."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.statement: str | None = None
+        self.parameters: Sequence[Any] = ()
+
+        @event.listens_for(runtime.db.engine.sync_engine, "before_cursor_execute")
+        def _seen(
+            _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool
+        ) -> None:
+            # chunks.search sends one statement that reads rag_chunks (the other: set_config).
+            if "rag_chunks" in statement and statement.lstrip().upper().startswith("WITH"):
+                self.statement = statement
+                self.parameters = parameters
+
+
+async def explain(
+    runtime: Runtime, where: Target, capture: _Capture, query: str, vector: Vector, exact: bool
+) -> dict[SearchMode, list[str]]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the product's own statement, per mode."""
+    plans: dict[SearchMode, list[str]] = {}
+    modes = (SearchMode.VECTOR,) if exact else MODES
+    for mode in modes:
+        capture.statement = None
+        await _sql_search(
+            runtime, where, mode, query, None if mode is SearchMode.KEYWORD else vector
+        )
+        assert capture.statement is not None
+        async with runtime.db.tenant(where.tenant_id) as session:
+            if exact:
+                await session.execute(text("SET LOCAL enable_indexscan = off"))
+            raw = await (await session.connection()).get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            rows = await driver.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS) " + capture.statement, *capture.parameters
+            )
+        plans[mode] = [r[0] for r in rows]
+    return plans
+
+
+_VECTOR_LITERAL = re.compile(r"'\[[-0-9.,e]{200,}\]'")
+
+
+def _short(line: str) -> str:
+    return _VECTOR_LITERAL.sub(f"'[...{DIM} floats...]'", line)
+
+
+_SCAN = re.compile(
+    r"(?P<node>(?:Parallel )?(?:Seq|Index|Index Only|Bitmap Heap|Bitmap Index) Scan)"
+    r"(?: using (?P<index>\S+))?(?: on (?P<table>\S+)(?: (?P<alias>\w+))?)?  \(cost=.*?\)"
+    r"(?: \(actual time=[\d.]+\.\.(?P<ms>[\d.]+) rows=(?P<rows>[\d.]+) loops=(?P<loops>\d+)\))?"
+)
+
+
+def _scan(line: str) -> str | None:
+    """'Index Scan using rag_chunks_hnsw_384 on rag_chunks: 50 rows, 1.5 ms' from a plan line."""
+    found = _SCAN.search(line)
+    if found is None:
+        return None
+    what = found["node"]
+    if found["index"]:
+        what += f" using {found['index']}"
+    if found["table"]:
+        what += f" on {found['table']}" + (f" {found['alias']}" if found["alias"] else "")
+    if found["ms"] is None:
+        return what + " (never executed)"
+    loops = int(found["loops"])
+    rows = float(found["rows"])
+    per_loop = f" x {loops} loops" if loops > 1 else ""
+    return f"{what}: {rows:g} rows{per_loop}, {float(found['ms']):g} ms"
+
+
+async def explain_as_owner(
+    database_url: str, where: Target, capture: _Capture, runtime: Runtime, query: str
+) -> list[str]:
+    """The keyword statement the app sent, explained as the owner (a superuser, whom RLS does
+    not bind): the plan the app's role would get if RLS did not stand in the way."""
+    capture.statement = None
+    await _sql_search(runtime, where, SearchMode.KEYWORD, query, None)
+    assert capture.statement is not None
+    conn = await owner_connection(database_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(where.tenant_id))
+            rows = await conn.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS) " + capture.statement, *capture.parameters
+            )
+    finally:
+        await conn.close()
+    return [r[0] for r in rows]
+
+
+def plan_summary(lines: list[str]) -> Json:
+    lines = [_short(line) for line in lines]
+    plan = "\n".join(lines)
+    scans = [s for s in map(_scan, lines) if s is not None]
+    execution = next((x for x in lines if x.startswith("Execution Time")), "")
+    return {
+        "uses_hnsw": HNSW_INDEX in plan,
+        "uses_gin": GIN_INDEX in plan,
+        "scans": scans,
+        "execution": execution,
+        "plan": lines,
+    }
+
+
+# --- the benchmark -------------------------------------------------------------------------
+
+
+async def run(database_url: str, options: SearchOptions) -> Json:
+    rng = np.random.default_rng(SEED)
+    async with runtime_for(database_url) as runtime:
+        principal = await new_tenant(runtime, "search")
+        collection = await runtime.knowledge_bases.create(
+            principal, name="bench", description="synthetic chunks", embedding_model=None
+        )
+        assert collection.embedding_dim == DIM
+        assert principal.tenant_id is not None
+        where = Target(principal, principal.tenant_id, collection.id)
+        embedder = runtime.embedders.get(collection.embedding_model)
+        queries = search_queries(options.queries + options.warmup, rng)
+        query_vectors = await embedder.aembed(queries)
+        capture = _Capture(runtime)
+        largest = max(options.sizes)
+        sizes: list[Json] = []
+        for n in options.sizes:
+            print(f"[bench] rag_search: loading {n} chunks", flush=True)
+            load = await populate(database_url, where, n, rng)
+            print(f"[bench] rag_search: latency at {n}", flush=True)
+            measured = await latencies(runtime, where, queries, query_vectors, options)
+            measured["keyword_matches"] = await keyword_matches(
+                database_url, queries[options.warmup :]
+            )
+            print(f"[bench] rag_search: recall at {n}", flush=True)
+            random_queries = _unit_vectors(rng, options.recall_queries)
+            measured["recall"] = await recall(runtime, where, random_queries, options)
+            measured["load"] = load
+            if n == largest:
+                # The most selective query that matches anything: where an index should win.
+                counts = measured["keyword_matches"]["counts"]
+                pick = min(
+                    (i for i, c in enumerate(counts) if c > 0),
+                    key=lambda i: counts[i],
+                    default=0,
+                )
+                plan_query, plan_vector = (
+                    queries[options.warmup + pick],
+                    query_vectors[options.warmup + pick],
+                )
+                plans = await explain(runtime, where, capture, plan_query, plan_vector, False)
+                exact = await explain(runtime, where, capture, "", plan_vector, True)
+                owner = await explain_as_owner(database_url, where, capture, runtime, plan_query)
+                measured["plans"] = {m.value: plan_summary(p) for m, p in plans.items()}
+                measured["plans"]["keyword, as the owner (RLS bypassed), for comparison"] = (
+                    plan_summary(owner)
+                )
+                measured["plans"]["vector (exact, for recall)"] = plan_summary(
+                    exact[SearchMode.VECTOR]
+                )
+                measured["plan_query"] = plan_query
+                measured["plan_query_matches"] = counts[pick]
+            sizes.append(measured)
+        semantic: Json | None = None
+        if options.embedding_like_recall:
+            print("[bench] rag_search: embedding the corpus's sentences", flush=True)
+            started = time.perf_counter()
+            sentence_vectors = await embedder.aembed(corpus_sentences())
+            embedded_in = time.perf_counter() - started
+            print(f"[bench] rag_search: recall on embedding-like vectors at {largest}", flush=True)
+            load = await populate(database_url, where, largest, rng, sentence_vectors)
+            real_queries = query_vectors[options.warmup :][: options.recall_queries]
+            semantic = {
+                "load": load,
+                "sentences": len(sentence_vectors),
+                "sentence_embedding_seconds": round(embedded_in, 1),
+                "recall": await recall(runtime, where, real_queries, options),
+            }
+    return summarize(options, queries, sizes, semantic)
+
+
+def _ms(summary: Json) -> list[str]:
+    return [f"{summary[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms", "mean_ms")]
+
+
+def _recall_rows(chunks: int, vectors: str, result: Json) -> list[list[str]]:
+    return [
+        [
+            f"{chunks:,}",
+            vectors,
+            str(r["ef_search"]) + (" (the app's)" if r["product_setting"] else ""),
+            f"{r['recall_at_10']:.3f}",
+            f"{r['min']:.1f}",
+            f"{r['queries_below_0.9']} of {result['queries']}",
+            f"{r['latency']['p50_ms']:.1f}",
+            f"{r['latency']['p95_ms']:.1f}",
+        ]
+        for r in result["by_ef_search"]
+    ]
+
+
+def summarize(
+    options: SearchOptions,
+    queries: list[str],
+    sizes: list[Json],
+    semantic: Json | None,
+) -> Json:
+    latency_rows = []
+    for s in sizes:
+        n = f"{s['load']['chunks']:,}"
+        for mode in MODES:
+            latency_rows.append([n, mode.value, "SQL only", *_ms(s["sql_only"][mode.value])])
+            latency_rows.append([n, mode.value, "end to end", *_ms(s["end_to_end"][mode.value])])
+    load_rows = [
+        [
+            f"{s['load']['chunks']:,}",
+            f"{s['load']['documents']:,}",
+            f"{s['load']['generate_seconds']:.1f}",
+            f"{s['load']['copy_seconds']:.1f}",
+            f"{s['load']['gin_build_seconds']:.1f}",
+            f"{s['load']['hnsw_build_seconds']:.1f}",
+            f"{s['load']['vacuum_analyze_seconds']:.1f}",
+            f"{s['load']['table_mib']:.0f}",
+            f"{s['load']['gin_mib']:.0f}",
+            f"{s['load']['hnsw_mib']:.0f}",
+        ]
+        for s in sizes
+    ]
+    recall_rows = [
+        row
+        for s in sizes
+        for row in _recall_rows(s["load"]["chunks"], "random / random", s["recall"])
+    ]
+    if semantic is not None:
+        recall_rows += _recall_rows(
+            semantic["load"]["chunks"], "embedding-like / real queries", semantic["recall"]
+        )
+    match_rows = [
+        [
+            f"{s['load']['chunks']:,}",
+            str(s["keyword_matches"]["p10"]),
+            str(s["keyword_matches"]["p50"]),
+            str(s["keyword_matches"]["p90"]),
+            str(s["keyword_matches"]["max"]),
+            f"{s['keyword_matches']['none']} of {s['keyword_matches']['queries']}",
+        ]
+        for s in sizes
+    ]
+    largest = sizes[-1]
+    plans = largest.get("plans", {})
+    plan_rows = [
+        [
+            mode,
+            "yes" if p["uses_hnsw"] else "no",
+            "yes" if p["uses_gin"] else "no",
+            "; ".join(p["scans"]),
+            p["execution"].removeprefix("Execution Time: "),
+        ]
+        for mode, p in plans.items()
+    ]
+    hybrid_sql = largest["sql_only"]["hybrid"]["p95_ms"]
+    hybrid_e2e = largest["end_to_end"]["hybrid"]["p95_ms"]
+    n_largest = f"{largest['load']['chunks']:,}"
+    targets = [
+        target(
+            f"hybrid p95 < {TARGET_P95_MS:.0f} ms at {n_largest} chunks, SQL only",
+            f"< {TARGET_P95_MS:.0f} ms",
+            f"{hybrid_sql:.1f} ms",
+            hybrid_sql < TARGET_P95_MS,
+        ),
+        target(
+            f"hybrid p95 < {TARGET_P95_MS:.0f} ms at {n_largest} chunks, end to end "
+            "(query embedding included)",
+            f"< {TARGET_P95_MS:.0f} ms",
+            f"{hybrid_e2e:.1f} ms",
+            hybrid_e2e < TARGET_P95_MS,
+        ),
+    ]
+    for s in sizes:
+        value = s["recall"]["recall_at_10"]
+        targets.append(
+            target(
+                f"HNSW recall@10 at {s['load']['chunks']:,} chunks (random vectors and queries)",
+                f">= {TARGET_RECALL}",
+                f"{value:.3f}",
+                value >= TARGET_RECALL,
+            )
+        )
+    if semantic is not None:
+        value = semantic["recall"]["recall_at_10"]
+        targets.append(
+            target(
+                f"HNSW recall@10 at {semantic['load']['chunks']:,} chunks (embedding-like "
+                "vectors, real query embeddings)",
+                f">= {TARGET_RECALL}",
+                f"{value:.3f}",
+                value >= TARGET_RECALL,
+            )
+        )
+    for mode, p in plans.items():
+        if mode not in ("vector", "keyword", "hybrid"):
+            continue
+        if mode in ("vector", "hybrid"):
+            targets.append(
+                target(
+                    f"{mode} plan uses `{HNSW_INDEX}`", "yes", _yes(p["uses_hnsw"]), p["uses_hnsw"]
+                )
+            )
+        if mode in ("keyword", "hybrid"):
+            targets.append(
+                target(f"{mode} plan uses `{GIN_INDEX}`", "yes", _yes(p["uses_gin"]), p["uses_gin"])
+            )
+    result: Json = {
+        "title": "RAG search latency, HNSW recall and query plans",
+        "method": [
+            "One tenant, one knowledge base (all-MiniLM-L6-v2, 384 dimensions). Its chunks are "
+            "written straight into `rag_chunks` with COPY as the database owner: "
+            f"{CHUNKS_PER_DOCUMENT} chunks per `rag_documents` row, random unit vectors "
+            f"(numpy, seed {SEED}), and "
+            f"text of ~{CHUNK_CHARS} characters made of random sentences of the python-docs "
+            "corpus, so that full-text search meets real words and real word frequencies. "
+            f"`{GIN_INDEX}` and `{HNSW_INDEX}` are dropped before the load and created again "
+            "after it with the migration's own definitions (maintenance_work_mem = "
+            f"{BUILD_MAINTENANCE_WORK_MEM} for the build only), then VACUUM (ANALYZE).",
+            f"Queries: {len(queries)} texts, the eval set's questions and 2-6 word phrases cut "
+            f"from the corpus; the first {options.warmup} are warm-up, the other "
+            f"{options.queries} are timed, one at a time (one client), limit {LIMIT}. For each "
+            "query in turn: its embedding alone, then every mode end to end and SQL only, so "
+            "that any other load on the machine weighs on every column alike.",
+            "End to end: `Runtime.retriever.search(principal, SearchQuery(query, limit=10, "
+            "mode))`: the collection lookup, the query embedding (MiniLM on CPU; not for "
+            "keyword), and the search statement. SQL only: `mtai.db.repositories.chunks.search` "
+            "in `runtime.db.tenant(tenant_id)` (BEGIN, set_config, the statement, COMMIT) with "
+            "the query's vector computed beforehand.",
+            f"Recall: {options.recall_queries} random unit query vectors; the ids of the vector "
+            f"search's top 10 (HNSW, the app's `hnsw.ef_search = {HNSW_EF_SEARCH}`, iterative "
+            "scan; then with `SET LOCAL hnsw.ef_search` raised, to show the knob) against "
+            "the same statement run with `SET LOCAL enable_indexscan = off` (exact: sequential "
+            "scan and sort). Uniformly random vectors in 384 dimensions are the worst case for "
+            "HNSW (every distance is nearly the same), so recall is measured again at the "
+            "largest size on embedding-like data: the same texts, each chunk's vector the "
+            "normalised mean of the MiniLM embeddings of the corpus sentences its text is made "
+            f"of, and as queries the MiniLM embeddings of {options.recall_queries} of the timed "
+            "query texts.",
+            "Plans: `EXPLAIN (ANALYZE, BUFFERS)` of the exact statement and parameters the "
+            "product sent (captured from the engine), at the largest size, for the most "
+            f'selective timed query, "{largest.get("plan_query", "")}" (its keyword search '
+            f"matches {largest.get('plan_query_matches', '?')} chunks): where an index should "
+            "win. The keyword statement is also explained as the owner, a superuser whom RLS "
+            "does not bind, to show the plan the app would get without RLS in the way.",
+        ],
+        "tables": [
+            table(
+                "Loading the synthetic chunks (seconds; sizes in MiB)",
+                [
+                    "chunks",
+                    "documents",
+                    "generate",
+                    "COPY",
+                    "GIN build",
+                    "HNSW build",
+                    "VACUUM ANALYZE",
+                    "table",
+                    "GIN",
+                    "HNSW",
+                ],
+                load_rows,
+                "COPY includes computing the generated `tsv` column and maintaining the "
+                "primary key, `rag_chunks_position`, `rag_chunks_collection` and the metadata "
+                "GIN index.",
+            ),
+            table(
+                f"Search latency (ms, {options.queries} queries each)",
+                ["chunks", "mode", "path", "p50", "p95", "p99", "mean"],
+                latency_rows,
+            ),
+            table(
+                "Query embedding alone (MiniLM `aembed([query])`, ms, timed in the same loop)",
+                ["chunks", "p50", "p95", "p99", "mean"],
+                [[f"{s['load']['chunks']:,}", *_ms(s["query_embedding"])] for s in sizes],
+            ),
+            table(
+                "Keyword matches: chunks each timed query's keyword search ranks",
+                ["chunks", "p10", "p50", "p90", "max", "queries matching none"],
+                match_rows,
+                "The keyword query ORs the question's words, and every matching chunk is "
+                "ranked before the top 50 are kept: its cost grows with this count, index or "
+                "not.",
+            ),
+            table(
+                "HNSW recall@10 against exact search",
+                [
+                    "chunks",
+                    "vectors / queries",
+                    "hnsw.ef_search",
+                    "recall@10",
+                    "worst query",
+                    "queries below 0.9",
+                    "vector SQL p50 ms",
+                    "p95 ms",
+                ],
+                recall_rows,
+            ),
+            table(
+                f"Plans at {n_largest} chunks (EXPLAIN ANALYZE, BUFFERS)",
+                ["mode", f"uses {HNSW_INDEX}", f"uses {GIN_INDEX}", "scan nodes", "execution"],
+                plan_rows,
+            ),
+        ],
+        "plans": {f"{mode} at {n_largest} chunks": p["plan"] for mode, p in plans.items()},
+        "targets": targets,
+        "data": {
+            "queries": queries,
+            "sizes": [
+                {k: v for k, v in s.items() if k != "plans"}
+                | {
+                    "plans": {
+                        m: {k: v for k, v in p.items() if k != "plan"}
+                        for m, p in s.get("plans", {}).items()
+                    }
+                }
+                for s in sizes
+            ],
+            "embedding_like": semantic,
+        },
+    }
+    result["findings"] = findings(result)
+    return result
+
+
+def findings(result: Json) -> list[str]:
+    """Plain-language notes drawn from the numbers (re-derivable from a stored result)."""
+    notes = []
+    plans = [t for t in result.get("tables", []) if t["title"].startswith("Plans at")]
+    rows = {r[0]: r for t in plans for r in t["rows"]}  # mode, hnsw?, gin?, scans, time
+    owner = next((r for m, r in rows.items() if m.startswith("keyword, as the owner")), None)
+    app = rows.get("keyword")
+    if app is not None and owner is not None and app[2] == "no" and owner[2] == "yes":
+        notes.append(
+            f"**The app's keyword search does not use `{GIN_INDEX}`.** The same statement uses "
+            f"it as the table owner ({owner[4]}) and scans the whole table as the app's role "
+            f"({app[4]}). The app's role is bound by row-level security (FORCE ROW LEVEL "
+            "SECURITY on rag_chunks), and PostgreSQL evaluates a policy's predicate before any "
+            "condition whose operator is not LEAKPROOF; `tsvector @@ tsquery` "
+            "(`ts_match_vq`) is not, so it cannot be an index condition and every chunk's "
+            "`tsv` is read and tested. The same holds for the metadata filter "
+            "(`jsonb @> jsonb`, `jsonb_contains`) and `rag_chunks_metadata`."
+        )
+    data = result.get("data", {})
+    semantic = data.get("embedding_like")
+    sizes = data.get("sizes", [])
+    if semantic and sizes:
+        random_recall = sizes[-1]["recall"]["recall_at_10"]
+        best = max(r["recall_at_10"] for r in semantic["recall"]["by_ef_search"])
+        notes.append(
+            f"Recall at the largest size is {random_recall:.2f} on random vectors and "
+            f"{semantic['recall']['recall_at_10']:.2f} on embedding-like ones at the app's "
+            f"ef_search ({best:.2f} at the highest ef_search tried). Both data sets are "
+            "synthetic: the embedding-like chunks, each the mean of ~8 random sentences, crowd "
+            "closer together than real chunk embeddings are likely to, so real data may recall "
+            "better; confirm on real embeddings before tuning. The index is built with "
+            "pgvector's defaults (m = 16, ef_construction = 64)."
+        )
+    if sizes and "keyword_matches" in sizes[-1]:
+        m = sizes[-1]["keyword_matches"]
+        notes.append(
+            f"Keyword search ranks every chunk that matches any word of the query: the median "
+            f"timed query matches {m['p50']:,} of {sizes[-1]['load']['chunks']:,} chunks. Even "
+            "with the GIN index in use, ranking that many rows costs far more than the "
+            f"{TARGET_P95_MS:.0f} ms budget; the keyword candidates need a cheaper bound (e.g. "
+            "AND first, or a capped candidate set) for hybrid search to meet it."
+        )
+    return notes
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"

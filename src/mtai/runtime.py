@@ -15,7 +15,7 @@ from mtai.db.notify import listen
 from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
 from mtai.providers.cache.stores import MemoryCacheStore, RedisCacheStore
-from mtai.providers.embeddings.minilm import MiniLMEmbedder
+from mtai.providers.embeddings.minilm_onnx import OnnxMiniLMEmbedder
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.limits.redis_store import RedisLimitStore
 from mtai.providers.limits.redis_store import connect as connect_redis
@@ -166,7 +166,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         lease_seconds=settings.limits_lease_seconds,
     )
     metrics = Metrics(settings.metrics_max_tenants)
-    local_embedder = MiniLMEmbedder()
+    local_embedder = OnnxMiniLMEmbedder()
     embedders = EmbedderRegistry(settings, local=local_embedder)
     store = open_store(settings)
     ingestor = Ingestor(

@@ -9,12 +9,13 @@ from mtai.errors import ConfigurationError, InvalidInput
 from mtai.providers.embeddings.base import Embedder
 from mtai.providers.embeddings.bedrock import BedrockEmbedder
 from mtai.providers.embeddings.minilm import MiniLMEmbedder
+from mtai.providers.embeddings.minilm_onnx import OnnxMiniLMEmbedder
 from mtai.providers.embeddings.openai_compat import OpenAIEmbedder
 
 
 def _factories(settings: Settings, local: Embedder | None) -> dict[str, Callable[[], Embedder]]:
     factories: dict[str, Callable[[], Embedder]] = {
-        MiniLMEmbedder.name: (lambda: local) if local is not None else MiniLMEmbedder
+        MiniLMEmbedder.name: (lambda: local) if local is not None else OnnxMiniLMEmbedder
     }
     base_url = settings.embedding_openai_base_url
     if base_url:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,15 +296,20 @@ class MiniLMEmbedder:
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
         encodings = self._get_tokenizers().truncating.encode_batch(list(texts))
-        weights = self._get_weights()
+        forward = self._batch_forward()
         # Longest first, so texts of similar length share a batch and little work goes to padding.
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         result = np.empty((len(encodings), self.dimension), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             members = order[start : start + self.batch_size]
             ids, lengths = _batch_ids([encodings[i] for i in members])
-            result[members] = _forward(weights, ids, lengths)
+            result[members] = forward(ids, lengths)
         return result
+
+    def _batch_forward(self) -> Callable[[Ids, Ids], Array]:
+        """(token ids, lengths) of one padded batch -> its normalised embeddings."""
+        weights = self._get_weights()
+        return lambda ids, lengths: _forward(weights, ids, lengths)
 
     async def aembed(self, texts: Sequence[str]) -> Array:
         """`embed` in a worker thread: a batch takes CPU seconds the event loop cannot spare."""

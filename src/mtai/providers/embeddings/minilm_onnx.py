@@ -10,7 +10,7 @@ and token counting are the numpy embedder's own.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +21,8 @@ from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
 
 from mtai.providers.embeddings.minilm import (
     Array,
+    Ids,
     MiniLMEmbedder,
-    _batch_ids,
     _load_weights,
     _Weights,
 )
@@ -235,19 +235,12 @@ class OnnxMiniLMEmbedder(MiniLMEmbedder):
                     self._session = _session(self._directory(), self.dimension, self.threads)
         return self._session
 
-    def embed(self, texts: Sequence[str]) -> Array:
-        """(len(texts), 384) float32 L2-normalised embeddings, in the order of `texts`."""
-        if len(texts) == 0:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        encodings = self._get_tokenizers().truncating.encode_batch(list(texts))
+    def _batch_forward(self) -> Callable[[Ids, Ids], Array]:
         session = self._get_session()
-        # Longest first, so texts of similar length share a batch and little work goes to padding.
-        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
-        result = np.empty((len(encodings), self.dimension), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            members = order[start : start + self.batch_size]
-            ids, lengths = _batch_ids([encodings[i] for i in members])
+
+        def forward(ids: Ids, lengths: Ids) -> Array:
             mask = (np.arange(ids.shape[1]) < lengths[:, None]).astype(np.int64)
             (rows,) = session.run(["embeddings"], {"input_ids": ids, "attention_mask": mask})
-            result[members] = np.asarray(rows, dtype=np.float32)
-        return result
+            return np.asarray(rows, dtype=np.float32)
+
+        return forward

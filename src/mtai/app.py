@@ -22,6 +22,7 @@ from mtai.api.routers import (
     rag,
     system,
     tenants,
+    ui,
     users,
 )
 from mtai.config import Settings, get_settings
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat.router,
         rag.router,
         openai_api.router,
+        ui.router,
     ):
         app.include_router(router)
     return app

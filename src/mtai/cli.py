@@ -141,6 +141,7 @@ def _announce(first: bootstrap.FirstStart | None, url: str) -> None:
     typer.secho(
         f"mtai is starting at {url}  (API docs: {url}/docs)", fg=typer.colors.GREEN, bold=True
     )
+    typer.secho(f"Web UI: {url}/ui", fg=typer.colors.GREEN, bold=True)
     if first is None:
         typer.echo("Log in with your existing platform admin account.")
         return

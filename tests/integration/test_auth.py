@@ -298,3 +298,41 @@ async def test_password_guessing_is_throttled_per_email(
         json={"email": tenant_b.owner_email, "password": tenant_b.owner_password},
     )
     assert other.status_code == 200
+
+
+async def test_a_platform_admin_in_a_tenant_can_still_log_in_to_the_platform(
+    client: httpx.AsyncClient, platform_admin: AdminFixture, tenant_a: TenantFixture
+) -> None:
+    joined = await client.post(
+        "/api/v1/users",
+        json={"email": platform_admin.email, "role": "admin"},
+        headers=tenant_a.owner,
+    )
+    assert joined.status_code == 201, joined.text
+    credentials = {"email": platform_admin.email, "password": platform_admin.password}
+    in_tenant = await client.post("/api/v1/auth/login", json=credentials)
+    assert in_tenant.json()["user"]["tenant"]["slug"] == tenant_a.slug
+
+    platform = await client.post("/api/v1/auth/login", json={**credentials, "platform": True})
+    assert platform.status_code == 200, platform.text
+    assert platform.json()["user"]["tenant"] is None
+    assert platform.json()["user"]["tenants"][0]["slug"] == tenant_a.slug
+    headers = {"Authorization": f"Bearer {platform.json()['access_token']}"}
+    me = await client.get("/api/v1/auth/me", headers=headers)
+    assert me.json()["tenant_id"] is None
+    assert me.json()["is_platform_admin"] is True
+    assert (await client.get("/api/v1/tenants/", headers=headers)).status_code == 200
+
+    both = await client.post(
+        "/api/v1/auth/login",
+        json={**credentials, "platform": True},
+        headers={"X-Tenant-ID": tenant_a.slug},
+    )
+    assert both.status_code == 422
+    assert "not both" in both.json()["detail"]
+    refused = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password, "platform": True},
+    )
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "not_platform_admin"

@@ -445,6 +445,39 @@ async def test_native_chat_with_rag_cites_its_sources(
     assert "event: done" in text
 
 
+async def test_a_citation_opens_its_passage_in_its_tenant_only(
+    client: httpx.AsyncClient, tenant_a: TenantFixture, tenant_b: TenantFixture
+) -> None:
+    created = await upload_text(client, tenant_a.owner, LIGHTHOUSE, title="Lighthouses")
+    await wait_done(client, tenant_a.owner, created["id"])
+    answer = await client.post(
+        "/api/v1/chat/",
+        json={"message": "How does the fog signal work?", "use_rag": True},
+        headers=tenant_a.owner,
+    )
+    cited = answer.json()["citations"][0]
+    passage = await client.get(f"/api/v1/rag/chunks/{cited['chunk_id']}", headers=tenant_a.member)
+    assert passage.status_code == 200, passage.text
+    body = passage.json()
+    assert body["chunk_id"] == cited["chunk_id"]
+    assert body["document_id"] == created["id"]
+    assert body["title"] == "Lighthouses"
+    assert body["heading"] == cited["heading"]
+    # The whole passage, of which the citation's snippet is the start.
+    assert " ".join(body["text"].split()).startswith(cited["snippet"].removesuffix(" ..."))
+
+    other = await client.get(f"/api/v1/rag/chunks/{cited['chunk_id']}", headers=tenant_b.owner)
+    assert other.status_code == 404
+    assert other.json()["code"] == "passage_not_found"
+    bad = await client.get("/api/v1/rag/chunks/not-an-id", headers=tenant_a.owner)
+    assert bad.status_code == 422
+
+    await client.delete(f"{DOCS}/{created['id']}", headers=tenant_a.owner)
+    gone = await client.get(f"/api/v1/rag/chunks/{cited['chunk_id']}", headers=tenant_a.owner)
+    assert gone.status_code == 404
+    assert "deleted" in gone.json()["detail"]
+
+
 async def test_openai_api_with_rag_returns_citations(
     client: httpx.AsyncClient, tenant_a: TenantFixture
 ) -> None:

@@ -17,7 +17,7 @@ from mtai.db.repositories import api_keys as keys_repo
 from mtai.db.repositories import memberships as memberships_repo
 from mtai.db.repositories import tenants as tenants_repo
 from mtai.db.repositories import users as users_repo
-from mtai.errors import Forbidden, NotFound, Unauthorized
+from mtai.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from mtai.logging import get_logger
 from mtai.services import audit, key_material, passwords, tokens
 from mtai.services.auth_cache import AuthCache
@@ -298,7 +298,9 @@ class Authenticator:
 
     # -- login ----------------------------------------------------------------------------
 
-    async def login(self, email: str, password: str, tenant_header: str | None) -> LoginResult:
+    async def login(
+        self, email: str, password: str, tenant_header: str | None, *, platform: bool = False
+    ) -> LoginResult:
         async with self.db.unscoped() as session:
             user = await users_repo.get_by_email(session, email.strip().lower())
         ok = await passwords.verify_password(user.password_hash if user else None, password)
@@ -311,7 +313,10 @@ class Authenticator:
         async with self.db.platform() as session:
             rows = await memberships_repo.for_user(session, user.id)
         tenants = [(t, Role(m.role)) for m, t in rows]
-        tenant, role = await self._pick_tenant(user, tenants, tenant_header)
+        if platform:
+            tenant, role = self._platform_scope(user, tenant_header)
+        else:
+            tenant, role = await self._pick_tenant(user, tenants, tenant_header)
         if tenant is not None and tenant.status != "active":
             raise Forbidden(SUSPENDED, code="tenant_suspended")
         token = tokens.issue(
@@ -330,6 +335,19 @@ class Authenticator:
                 target_id=user.id,
             )
         return LoginResult(token, self.jwt_ttl_seconds, user, tenant, role, tenants)
+
+    @staticmethod
+    def _platform_scope(user: User, tenant_header: str | None) -> tuple[None, None]:
+        """A platform administrator's token for no tenant: the whole platform's pages."""
+        if not user.is_platform_admin:
+            raise Forbidden(
+                "Only platform administrators can log in to the platform as a whole; "
+                "log in without 'platform'.",
+                code="not_platform_admin",
+            )
+        if tenant_header is not None:
+            raise InvalidInput("Send either 'platform': true or X-Tenant-ID, not both.")
+        return None, None
 
     async def _pick_tenant(
         self, user: User, tenants: list[tuple[Tenant, Role]], tenant_header: str | None

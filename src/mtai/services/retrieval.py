@@ -12,7 +12,7 @@ from mtai.db.engine import Database
 from mtai.db.models import Collection
 from mtai.db.repositories import chunks as chunks_repo
 from mtai.db.repositories import collections as collections_repo
-from mtai.db.repositories.chunks import Hit
+from mtai.db.repositories.chunks import Hit, Passage
 from mtai.errors import NotFound
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.llm.base import Message, Source
@@ -115,6 +115,18 @@ class Retriever:
                 )
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits[: query.limit]
+
+    async def passage(self, principal: Principal, chunk_id: uuid.UUID) -> Passage:
+        """The full text of a passage, e.g. the one a citation names."""
+        principal.require_scope(Scope.RAG_READ)
+        async with self.db.tenant(principal.require_tenant()) as session:
+            found = await chunks_repo.passage(session, chunk_id)
+        if found is None:
+            raise NotFound(
+                "Passage not found: its document may have been deleted or re-processed since.",
+                code="passage_not_found",
+            )
+        return found
 
     async def ground(
         self,

@@ -18,6 +18,11 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 class LoginRequest(StrictModel):
     email: Email
     password: str = Field(min_length=1, max_length=256)
+    platform: bool = Field(
+        default=False,
+        description="Platform administrators: a token for no tenant, to administer the "
+        "whole platform, even when they are members of tenants.",
+    )
 
 
 class TenantRef(ResponseModel):
@@ -66,7 +71,9 @@ async def login(
         per_email=runtime.settings.login_attempts_per_email,
         per_ip=runtime.settings.login_attempts_per_ip,
     )
-    result = await runtime.auth.login(body.email, body.password, x_tenant_id)
+    result = await runtime.auth.login(
+        body.email, body.password, x_tenant_id, platform=body.platform
+    )
     refs = [TenantRef(id=t.id, slug=t.slug, name=t.name, role=r) for t, r in result.tenants]
     current = (
         TenantRef(

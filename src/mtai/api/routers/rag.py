@@ -160,6 +160,18 @@ class SearchResult(ResponseModel):
     metadata: dict[str, Any]
 
 
+class PassageOut(ResponseModel):
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID
+    collection_id: uuid.UUID
+    title: str
+    text: str
+    heading: str
+    page: int | None
+    ordinal: int
+    metadata: dict[str, Any]
+
+
 class SearchOut(ResponseModel):
     mode: SearchMode
     results: list[SearchResult]
@@ -334,6 +346,13 @@ async def search(body: SearchIn, principal: PrincipalDep, runtime: RuntimeDep) -
         ),
     )
     return SearchOut(mode=body.mode, results=[SearchResult.model_validate(h) for h in hits])
+
+
+@router.get(
+    "/chunks/{chunk_id}", response_model=PassageOut, summary="A passage, e.g. a citation's chunk"
+)
+async def passage(chunk_id: uuid.UUID, principal: PrincipalDep, runtime: RuntimeDep) -> PassageOut:
+    return PassageOut.model_validate(await runtime.retriever.passage(principal, chunk_id))
 
 
 @router.get("/stats", response_model=StatsOut)

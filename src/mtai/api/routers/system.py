@@ -88,4 +88,5 @@ async def root() -> dict[str, str]:
         "message": "mtai multi-tenant AI platform",
         "version": __version__,
         "docs": "/docs",
+        "ui": "/ui",
     }

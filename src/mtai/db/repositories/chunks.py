@@ -231,5 +231,31 @@ async def search(
     ]
 
 
+@dataclass(frozen=True)
+class Passage:
+    chunk_id: uuid.UUID
+    document_id: uuid.UUID
+    collection_id: uuid.UUID
+    title: str
+    text: str
+    heading: str
+    page: int | None
+    ordinal: int
+    metadata: dict[str, Any]
+
+
+_PASSAGE = text(
+    "SELECT c.id, c.document_id, c.collection_id, d.title, c.text, c.heading, c.page, "
+    "c.ordinal, c.metadata FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id "
+    "WHERE c.id = :chunk_id"
+).bindparams(bindparam("chunk_id", type_=UUID(as_uuid=True)))
+
+
+async def passage(session: AsyncSession, chunk_id: uuid.UUID) -> Passage | None:
+    """One chunk with its document's title: what a citation points at."""
+    row = (await session.execute(_PASSAGE, {"chunk_id": chunk_id})).first()
+    return Passage(*row) if row is not None else None
+
+
 async def count(session: AsyncSession) -> int:
     return int((await session.execute(text("SELECT count(*) FROM rag_chunks"))).scalar_one())

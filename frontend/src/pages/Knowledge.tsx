@@ -1,0 +1,199 @@
+// Knowledge bases and their documents: upload with progress, live ingestion status, delete.
+import { useEffect, useRef, useState, type FormEvent } from "react";
+import { api, get, upload } from "../api";
+import { ErrorMessage, PageTitle, Pager, bytes, useAction, useLoad, when } from "../components/common";
+import type { Collection, DocumentInfo, Page, Upload } from "../types";
+
+const PAGE = 50;
+const POLL_MS = 1500;
+const ACCEPT = ".pdf,.docx,.html,.htm,.md,.markdown,.txt,.csv,.json";
+
+function Collections({ selected, onSelect, version }: { selected: string; onSelect: (id: string) => void; version: number }) {
+  // `version` changes after an upload, which may have created the 'default' knowledge base.
+  const collections = useLoad(() => get<Page<Collection>>("/api/v1/rag/collections?limit=200"), [version]);
+  const [name, setName] = useState("");
+  const action = useAction();
+  const create = (event: FormEvent) => {
+    event.preventDefault();
+    void action.run(async () => {
+      const made = await api<Collection>("POST", "/api/v1/rag/collections", { name });
+      setName("");
+      collections.reload();
+      onSelect(made.id);
+    });
+  };
+  const remove = (c: Collection) => {
+    if (!window.confirm(`Delete the knowledge base ${c.name} and all its documents?`)) return;
+    void action.run(async () => {
+      await api("DELETE", `/api/v1/rag/collections/${c.id}`);
+      if (selected === c.id) onSelect("");
+      collections.reload();
+    });
+  };
+  return (
+    <section aria-labelledby="kb-title">
+      <h2 id="kb-title">Choose a knowledge base</h2>
+      <ErrorMessage error={collections.error ?? action.error} />
+      <ul className="chips">
+        <li>
+          <button type="button" aria-pressed={selected === ""} onClick={() => onSelect("")}>
+            All
+          </button>
+        </li>
+        {collections.data?.items.map((c) => (
+          <li key={c.id}>
+            <button type="button" aria-pressed={selected === c.id} onClick={() => onSelect(c.id)} title={`${c.embedding_model}, ${c.embedding_dim} dimensions`}>
+              {c.name}
+            </button>
+            <button type="button" className="link" onClick={() => remove(c)} aria-label={`Delete knowledge base ${c.name}`}>
+              ×
+            </button>
+          </li>
+        ))}
+      </ul>
+      <form className="inline-form" onSubmit={create} aria-label="Create a knowledge base">
+          <label>
+            New knowledge base
+            <input required value={name} onChange={(e) => setName(e.target.value)} />
+          </label>
+          <button type="submit" disabled={action.busy}>
+            Create
+          </button>
+      </form>
+    </section>
+  );
+}
+
+function UploadForm({ collection, onUploaded }: { collection: string; onUploaded: () => void }) {
+  const input = useRef<HTMLInputElement>(null);
+  const [progress, setProgress] = useState<number | null>(null);
+  const [notice, setNotice] = useState("");
+  const action = useAction();
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const files = Array.from(input.current?.files ?? []);
+    if (!files.length) return;
+    void action.run(async () => {
+      setNotice("");
+      for (const file of files) {
+        const form = new FormData();
+        form.append("file", file);
+        if (collection) form.append("collection", collection);
+        setProgress(0);
+        const result = await upload<Upload>("/api/v1/rag/documents", form, setProgress);
+        if (result.duplicate) setNotice(`${file.name} is already in this knowledge base.`);
+        onUploaded();
+      }
+      setProgress(null);
+      if (input.current) input.current.value = "";
+    });
+  };
+  return (
+    <form className="inline-form" onSubmit={submit} aria-label="Upload documents">
+      <label>
+        Documents (PDF, DOCX, HTML, Markdown, text)
+        <input ref={input} type="file" multiple accept={ACCEPT} required />
+      </label>
+      <button type="submit" className="primary" disabled={action.busy}>
+        Upload
+      </button>
+      {progress !== null && (
+        <progress max={1} value={progress} aria-label="Upload progress">
+          {Math.round(progress * 100)}%
+        </progress>
+      )}
+      {notice && <p role="status">{notice}</p>}
+      <ErrorMessage error={action.error} />
+    </form>
+  );
+}
+
+function Status({ doc }: { doc: DocumentInfo }) {
+  if (doc.status === "processing") {
+    return (
+      <span className="badge processing">
+        processing <progress max={1} value={doc.progress} aria-label={`Progress of ${doc.title}`} />
+      </span>
+    );
+  }
+  return (
+    <span className={`badge ${doc.status}`} title={doc.error ?? undefined}>
+      {doc.status}
+    </span>
+  );
+}
+
+// Every role may read and add documents (members hold rag:read and rag:write).
+export function Knowledge() {
+  const [collection, setCollection] = useState("");
+  const [offset, setOffset] = useState(0);
+  const query = `limit=${PAGE}&offset=${offset}${collection ? `&collection_id=${collection}` : ""}`;
+  const docs = useLoad(() => get<Page<DocumentInfo>>(`/api/v1/rag/documents?${query}`), [query]);
+  const [uploads, setUploads] = useState(0);
+  const action = useAction();
+  const busy = docs.data?.items.some((d) => d.status === "queued" || d.status === "processing");
+  const { reload } = docs;
+  useEffect(() => {
+    if (!busy) return;
+    const timer = window.setInterval(reload, POLL_MS);
+    return () => window.clearInterval(timer);
+  }, [busy, reload]);
+  const remove = (doc: DocumentInfo) => {
+    if (!window.confirm(`Delete ${doc.title}? Its passages leave search at once.`)) return;
+    void action.run(async () => {
+      await api("DELETE", `/api/v1/rag/documents/${doc.id}`);
+      reload();
+    });
+  };
+  return (
+    <>
+      <PageTitle>Knowledge bases</PageTitle>
+      <Collections selected={collection} onSelect={(id) => { setCollection(id); setOffset(0); }} version={uploads} />
+      <section aria-labelledby="docs-title">
+        <h2 id="docs-title">Documents</h2>
+        <UploadForm collection={collection} onUploaded={() => { reload(); setUploads((n) => n + 1); }} />
+        <ErrorMessage error={docs.error ?? action.error} />
+        <div className="table-wrap">
+          <table>
+            <caption className="visually-hidden">Documents</caption>
+            <thead>
+              <tr>
+                <th scope="col">Title</th>
+                <th scope="col">Type</th>
+                <th scope="col">Size</th>
+                <th scope="col">Status</th>
+                <th scope="col">Passages</th>
+                <th scope="col">Uploaded</th>
+                <th scope="col">Actions</th>
+              </tr>
+            </thead>
+            <tbody>
+              {docs.data?.items.map((d) => (
+                <tr key={d.id} data-document={d.title}>
+                  <td>
+                    {d.title}
+                    {d.error && <div className="error small">{d.error}</div>}
+                  </td>
+                  <td>{d.kind ?? "—"}</td>
+                  <td>{bytes(d.size_bytes)}</td>
+                  <td aria-live="polite">
+                    <Status doc={d} />
+                  </td>
+                  <td>{d.chunk_count}</td>
+                  <td>{when(d.created_at)}</td>
+                  <td className="actions">
+                    <button type="button" onClick={() => remove(d)} aria-label={`Delete ${d.title}`}>
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        {docs.data && docs.data.items.length === 0 && <p className="muted">No documents yet.</p>}
+        {docs.data && <Pager total={docs.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
+      </section>
+    </>
+  );
+}

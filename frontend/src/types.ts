@@ -1,0 +1,218 @@
+// The API's response shapes, as docs/api.md and /openapi.json describe them.
+export type Role = "owner" | "admin" | "member";
+
+export interface TenantRef {
+  id: string;
+  slug: string;
+  name: string;
+  role: Role;
+}
+
+export interface UserInfo {
+  id: string;
+  email: string;
+  display_name: string;
+  is_platform_admin: boolean;
+  tenant: TenantRef | null;
+  tenants: TenantRef[];
+}
+
+export interface LoginResponse {
+  access_token: string;
+  expires_in: number;
+  user: UserInfo;
+}
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface Tenant {
+  id: string;
+  slug: string;
+  name: string;
+  status: string;
+  settings: Record<string, unknown>;
+  created_at: string;
+}
+
+export interface TenantCreated extends Tenant {
+  owner_initial_password: string | null;
+}
+
+export interface Limits {
+  rpm: number | null;
+  tpm: number | null;
+  concurrency: number | null;
+  monthly_usd: string | null;
+  monthly_tokens: number | null;
+}
+
+export interface LimitsView {
+  limits: Limits;
+  consumption: Record<string, unknown>;
+}
+
+export interface CatalogModel {
+  name: string;
+  provider: string;
+  upstream_model: string;
+  base_url: string | null;
+  region: string | null;
+  has_api_key: boolean;
+  context_window: number;
+  max_output_tokens: number;
+  input_price_per_1m: string;
+  output_price_per_1m: string;
+  timeout_seconds: number;
+  max_retries: number;
+  fallbacks: string[];
+  enabled: boolean;
+}
+
+export interface ChatModel {
+  name: string;
+  provider: string;
+  is_default: boolean;
+}
+
+export interface Member {
+  id: string;
+  email: string;
+  display_name: string;
+  role: Role;
+  is_active: boolean;
+  member_since: string;
+}
+
+export interface MemberCreated extends Member {
+  initial_password: string | null;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
+
+export interface ApiKeyCreated extends ApiKey {
+  key: string;
+}
+
+export interface Collection {
+  id: string;
+  name: string;
+  description: string;
+  embedding_model: string;
+  embedding_dim: number;
+}
+
+export interface DocumentInfo {
+  id: string;
+  collection_id: string;
+  title: string;
+  filename: string | null;
+  kind: string | null;
+  size_bytes: number;
+  status: string;
+  progress: number;
+  error: string | null;
+  chunk_count: number;
+  created_at: string;
+}
+
+export interface Upload extends DocumentInfo {
+  duplicate: boolean;
+}
+
+export interface Citation {
+  number: number;
+  document_id: string;
+  title: string;
+  chunk_id: string;
+  snippet: string;
+  score: number;
+  heading: string;
+  page: number | null;
+}
+
+export interface Passage {
+  chunk_id: string;
+  document_id: string;
+  title: string;
+  text: string;
+  heading: string;
+  page: number | null;
+  ordinal: number;
+}
+
+export interface Conversation {
+  id: string;
+  title: string;
+  model: string;
+  updated_at: string;
+}
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+  citations: Citation[];
+}
+
+export interface ConversationDetail extends Conversation {
+  messages: ChatMessage[];
+}
+
+export interface DailyUsage {
+  tenant_id: string;
+  day: string;
+  model: string;
+  requests: number;
+  errors: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: string;
+}
+
+export interface UsageTotals {
+  requests: number;
+  errors: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cost_usd: string;
+}
+
+export interface UsageReport {
+  since: string | null;
+  until: string | null;
+  totals: UsageTotals;
+  daily: DailyUsage[];
+}
+
+export interface AuditEvent {
+  id: number;
+  tenant_id: string | null;
+  actor_type: string;
+  actor_id: string | null;
+  action: string;
+  target_type: string | null;
+  target_id: string | null;
+  details: Record<string, unknown>;
+  created_at: string;
+}
+
+export interface PromptLog {
+  request_id: string;
+  model: string;
+  prompt: { role?: string; content?: string }[];
+  response: string;
+  created_at: string;
+}

@@ -106,6 +106,9 @@ async def test_platform_admin_to_tenant_owner_journey(
     await open_page(page, "Platform usage")
     await expect(page.get_by_role("heading", name="Platform usage")).to_be_visible()
     await screenshot(page, "05-platform-usage")
+    await open_page(page, "Platform audit")
+    await expect(page.get_by_role("cell", name="tenant.create")).not_to_have_count(0)
+    await screenshot(page, "05-platform-audit")
     await log_out(page)
 
     # The tenant's owner: a user, and an API key whose secret is shown once.
@@ -114,7 +117,7 @@ async def test_platform_admin_to_tenant_owner_journey(
     await open_page(page, "Users")
     await page.get_by_label("Email").fill(f"ana@{slug}.example")
     await page.get_by_role("button", name="Add user").click()
-    await expect(page.get_by_label(f"Initial password of ana@{slug}.example.")).to_be_visible()
+    ana_password = await page.get_by_label(f"Initial password of ana@{slug}.example.").input_value()
     await expect(page.get_by_role("cell", name=f"ana@{slug}.example", exact=True)).to_be_visible()
     await screenshot(page, "06-users")
 
@@ -186,6 +189,25 @@ async def test_platform_admin_to_tenant_owner_journey(
     await screenshot(page, "13-api-key-revoked")
     async with httpx.AsyncClient(base_url=live_server) as http:
         assert (await http.get("/api/v1/auth/me", headers={"X-API-Key": key})).status_code == 401
+
+    # Rotating a key shows the new secret once; the new secret works.
+    await page.get_by_label("Name").fill("rotating-key")
+    await page.get_by_role("button", name="Create key").click()
+    await page.get_by_role("button", name="Done").click()
+    await page.get_by_role("button", name="Rotate rotating-key").first.click()
+    rotated = await page.get_by_label("Secret of the key rotating-key.").input_value()
+    await screenshot(page, "13-api-key-rotated")
+    async with httpx.AsyncClient(base_url=live_server) as http:
+        me = await http.get("/api/v1/auth/me", headers={"X-API-Key": rotated})
+        assert me.status_code == 200
+    await log_out(page)
+
+    # A member sees the workspace only.
+    await log_in(page, f"ana@{slug}.example", ana_password)
+    await expect(page.get_by_test_id("who")).to_contain_text("(member)")
+    nav = page.get_by_role("navigation", name="Main")
+    await expect(nav.get_by_role("link")).to_have_text(["Chat", "Knowledge bases"])
+    await screenshot(page, "18-member-chat")
 
 
 async def token_of(page: Page) -> str:

@@ -143,6 +143,32 @@ export function Dialog({ title, open, onClose, children }: { title: string; open
   );
 }
 
+/** A scrollable data table: `columns` are the header cells, `children` the body rows. */
+export function Table({ caption, columns, children, captionHidden = false }: {
+  caption: string;
+  columns: string[];
+  children: ReactNode;
+  captionHidden?: boolean;
+}) {
+  return (
+    <div className="table-wrap">
+      <table>
+        <caption className={captionHidden ? "visually-hidden" : undefined}>{caption}</caption>
+        <thead>
+          <tr>
+            {columns.map((column) => (
+              <th key={column} scope="col">
+                {column}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{children}</tbody>
+      </table>
+    </div>
+  );
+}
+
 export function PageTitle({ children, actions }: { children: ReactNode; actions?: ReactNode }) {
   useEffect(() => {
     document.title = `${typeof children === "string" ? children : "mtai"} · mtai`;

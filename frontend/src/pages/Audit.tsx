@@ -1,7 +1,7 @@
 // The audit trail: who did what, when (a tenant's, or the platform's for platform admins).
 import { useState } from "react";
 import { get } from "../api";
-import { ErrorMessage, PageTitle, Pager, useLoad, when } from "../components/common";
+import { ErrorMessage, PageTitle, Pager, useLoad, when, Table } from "../components/common";
 import type { AuditEvent, Page } from "../types";
 
 const PAGE = 50;
@@ -24,42 +24,28 @@ export function Audit({ title }: { title: string }) {
           setFilter(action.trim());
         }}
       >
-        <label>
-          Action
-          <input value={action} placeholder="api_key.revoke" onChange={(e) => setAction(e.target.value)} />
-        </label>
-        <button type="submit">Filter</button>
-      </form>
-      <ErrorMessage error={events.error} />
-      <div className="table-wrap">
-        <table>
-          <caption className="visually-hidden">Audit events</caption>
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">Action</th>
-              <th scope="col">Actor</th>
-              <th scope="col">Target</th>
-              <th scope="col">Details</th>
-            </tr>
-          </thead>
-          <tbody>
-            {events.data?.items.map((e) => (
-              <tr key={e.id}>
-                <td>{when(e.created_at)}</td>
-                <td className="mono">{e.action}</td>
-                <td>
-                  {e.actor_type} <span className="mono small">{e.actor_id ?? ""}</span>
-                </td>
-                <td>
-                  {e.target_type ?? ""} <span className="mono small">{e.target_id ?? ""}</span>
-                </td>
-                <td className="mono small">{Object.keys(e.details).length ? JSON.stringify(e.details) : ""}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+    <label>
+      Action
+      <input value={action} placeholder="api_key.revoke" onChange={(e) => setAction(e.target.value)} />
+    </label>
+    <button type="submit">Filter</button>
+  </form>
+  <ErrorMessage error={events.error} />
+  <Table caption="Audit events" columns={["When", "Action", "Actor", "Target", "Details"]} captionHidden>
+        {events.data?.items.map((e) => (
+          <tr key={e.id}>
+            <td>{when(e.created_at)}</td>
+            <td className="mono">{e.action}</td>
+            <td>
+              {e.actor_type} <span className="mono small">{e.actor_id ?? ""}</span>
+            </td>
+            <td>
+              {e.target_type ?? ""} <span className="mono small">{e.target_id ?? ""}</span>
+            </td>
+            <td className="mono small">{Object.keys(e.details).length ? JSON.stringify(e.details) : ""}</td>
+          </tr>
+        ))}
+      </Table>
       {events.data && <Pager total={events.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
     </>
   );

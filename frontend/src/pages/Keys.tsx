@@ -1,7 +1,7 @@
 // API keys of the tenant: create (the secret is shown once), rotate, revoke, delete.
 import { useState, type FormEvent } from "react";
 import { api, get } from "../api";
-import { ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when } from "../components/common";
+import { ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when, Table } from "../components/common";
 import type { ApiKey, ApiKeyCreated, Page } from "../types";
 
 const SCOPES = ["chat", "rag:read", "rag:write", "admin"];
@@ -67,46 +67,31 @@ export function Keys() {
       </form>
       {secret && <SecretOnce label={`Secret of the key ${secret.name}.`} secret={secret.key} onDone={() => setSecret(null)} />}
       <ErrorMessage error={keys.error ?? action.error} />
-      <div className="table-wrap">
-        <table>
-          <caption>Keys of this tenant</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Prefix</th>
-              <th scope="col">Scopes</th>
-              <th scope="col">State</th>
-              <th scope="col">Last used</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {keys.data?.items.map((k) => (
-              <tr key={k.id} data-key-name={k.name}>
-                <td>{k.name}</td>
-                <td className="mono">{k.prefix}…</td>
-                <td>{k.scopes.join(", ")}</td>
-                <td>
-                  <span className={`badge ${state(k)}`}>{state(k)}</span>
-                </td>
-                <td>{when(k.last_used_at)}</td>
-                <td className="actions">
-                  {!k.revoked_at && (
-                    <>
-                      <button type="button" onClick={() => act(k, "rotate")} aria-label={`Rotate ${k.name}`}>
-                        Rotate
-                      </button>
-                      <button type="button" onClick={() => act(k, "revoke")} aria-label={`Revoke ${k.name}`}>
-                        Revoke
-                      </button>
-                    </>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table caption="Keys of this tenant" columns={["Name", "Prefix", "Scopes", "State", "Last used", "Actions"]}>
+        {keys.data?.items.map((k) => (
+          <tr key={k.id} data-key-name={k.name}>
+            <td>{k.name}</td>
+            <td className="mono">{k.prefix}…</td>
+            <td>{k.scopes.join(", ")}</td>
+            <td>
+              <span className={`badge ${state(k)}`}>{state(k)}</span>
+            </td>
+            <td>{when(k.last_used_at)}</td>
+            <td className="actions">
+              {!k.revoked_at && (
+                <>
+                  <button type="button" onClick={() => act(k, "rotate")} aria-label={`Rotate ${k.name}`}>
+                    Rotate
+                  </button>
+                  <button type="button" onClick={() => act(k, "revoke")} aria-label={`Revoke ${k.name}`}>
+                    Revoke
+                  </button>
+                </>
+              )}
+            </td>
+          </tr>
+        ))}
+      </Table>
       {keys.data && <Pager total={keys.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
     </>
   );

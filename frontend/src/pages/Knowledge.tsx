@@ -1,7 +1,7 @@
 // Knowledge bases and their documents: upload with progress, live ingestion status, delete.
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { api, get, upload } from "../api";
-import { ErrorMessage, PageTitle, Pager, bytes, useAction, useLoad, when } from "../components/common";
+import { ErrorMessage, PageTitle, Pager, bytes, useAction, useLoad, when, Table } from "../components/common";
 import type { Collection, DocumentInfo, Page, Upload } from "../types";
 
 const PAGE = 50;
@@ -153,44 +153,28 @@ export function Knowledge() {
         <h2 id="docs-title">Documents</h2>
         <UploadForm collection={collection} onUploaded={() => { reload(); setUploads((n) => n + 1); }} />
         <ErrorMessage error={docs.error ?? action.error} />
-        <div className="table-wrap">
-          <table>
-            <caption className="visually-hidden">Documents</caption>
-            <thead>
-              <tr>
-                <th scope="col">Title</th>
-                <th scope="col">Type</th>
-                <th scope="col">Size</th>
-                <th scope="col">Status</th>
-                <th scope="col">Passages</th>
-                <th scope="col">Uploaded</th>
-                <th scope="col">Actions</th>
-              </tr>
-            </thead>
-            <tbody>
-              {docs.data?.items.map((d) => (
-                <tr key={d.id} data-document={d.title}>
-                  <td>
-                    {d.title}
-                    {d.error && <div className="error small">{d.error}</div>}
-                  </td>
-                  <td>{d.kind ?? "—"}</td>
-                  <td>{bytes(d.size_bytes)}</td>
-                  <td aria-live="polite">
-                    <Status doc={d} />
-                  </td>
-                  <td>{d.chunk_count}</td>
-                  <td>{when(d.created_at)}</td>
-                  <td className="actions">
-                    <button type="button" onClick={() => remove(d)} aria-label={`Delete ${d.title}`}>
-                      Delete
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table caption="Documents" columns={["Title", "Type", "Size", "Status", "Passages", "Uploaded", "Actions"]} captionHidden>
+          {docs.data?.items.map((d) => (
+            <tr key={d.id} data-document={d.title}>
+              <td>
+                {d.title}
+                {d.error && <div className="error small">{d.error}</div>}
+              </td>
+              <td>{d.kind ?? "—"}</td>
+              <td>{bytes(d.size_bytes)}</td>
+              <td aria-live="polite">
+                <Status doc={d} />
+              </td>
+              <td>{d.chunk_count}</td>
+              <td>{when(d.created_at)}</td>
+              <td className="actions">
+                <button type="button" onClick={() => remove(d)} aria-label={`Delete ${d.title}`}>
+                  Delete
+                </button>
+              </td>
+            </tr>
+          ))}
+        </Table>
         {docs.data && docs.data.items.length === 0 && <p className="muted">No documents yet.</p>}
         {docs.data && <Pager total={docs.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
       </section>

@@ -1,7 +1,7 @@
 // The platform's model catalog: providers, upstream names, prices, enabled or not.
 import { useState, type FormEvent } from "react";
 import { api, get } from "../api";
-import { Dialog, ErrorMessage, PageTitle, useAction, useLoad } from "../components/common";
+import { Dialog, ErrorMessage, PageTitle, useAction, useLoad, Table } from "../components/common";
 import type { CatalogModel } from "../types";
 
 const PROVIDERS = ["openai", "anthropic", "bedrock", "local", "extractive"];
@@ -137,45 +137,29 @@ export function Models() {
           </button>
         }
       >
-        Models and prices
-      </PageTitle>
-      <ErrorMessage error={models.error ?? action.error} />
-      <div className="table-wrap">
-        <table>
-          <caption>The catalog every tenant chooses from</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Provider</th>
-              <th scope="col">Upstream</th>
-              <th scope="col">Input $/1M</th>
-              <th scope="col">Output $/1M</th>
-              <th scope="col">Enabled</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {models.data?.map((m) => (
-              <tr key={m.name}>
-                <td className="mono">{m.name}</td>
-                <td>{m.provider}</td>
-                <td className="mono">{m.upstream_model}</td>
-                <td>{m.input_price_per_1m}</td>
-                <td>{m.output_price_per_1m}</td>
-                <td>{m.enabled ? "yes" : "no"}</td>
-                <td className="actions">
-                  <button type="button" onClick={() => setEditing({ draft: toDraft(m), isNew: false })} aria-label={`Edit ${m.name}`}>
-                    Edit
-                  </button>
-                  <button type="button" onClick={() => remove(m.name)} aria-label={`Delete ${m.name}`}>
-                    Delete
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+    Models and prices
+  </PageTitle>
+  <ErrorMessage error={models.error ?? action.error} />
+  <Table caption="The catalog every tenant chooses from" columns={["Name", "Provider", "Upstream", "Input $/1M", "Output $/1M", "Enabled", "Actions"]}>
+        {models.data?.map((m) => (
+          <tr key={m.name}>
+            <td className="mono">{m.name}</td>
+            <td>{m.provider}</td>
+            <td className="mono">{m.upstream_model}</td>
+            <td>{m.input_price_per_1m}</td>
+            <td>{m.output_price_per_1m}</td>
+            <td>{m.enabled ? "yes" : "no"}</td>
+            <td className="actions">
+              <button type="button" onClick={() => setEditing({ draft: toDraft(m), isNew: false })} aria-label={`Edit ${m.name}`}>
+                Edit
+              </button>
+              <button type="button" onClick={() => remove(m.name)} aria-label={`Delete ${m.name}`}>
+                Delete
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
       <Dialog title={editing?.isNew ? "Add model" : `Edit ${editing?.draft.name ?? ""}`} open={!!editing} onClose={() => setEditing(null)}>
         {editing && (
           <ModelForm

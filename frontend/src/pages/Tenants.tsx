@@ -1,7 +1,7 @@
 // Platform administration of tenants: create, suspend, limits and budgets, allowed models.
 import { useState, type FormEvent } from "react";
 import { api, get } from "../api";
-import { Dialog, ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when } from "../components/common";
+import { Dialog, ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when, Table } from "../components/common";
 import { navigate } from "../router";
 import { actIn } from "../session";
 import type { CatalogModel, Limits, LimitsView, Page, Tenant, TenantCreated } from "../types";
@@ -155,49 +155,35 @@ export function Tenants() {
       <PageTitle>Tenants</PageTitle>
       <CreateTenant onCreated={tenants.reload} />
       <ErrorMessage error={tenants.error ?? action.error} />
-      <div className="table-wrap">
-        <table>
-          <caption>All tenants</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Slug</th>
-              <th scope="col">Status</th>
-              <th scope="col">Created</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {tenants.data?.items.map((t) => (
-              <tr key={t.id}>
-                <td>{t.name}</td>
-                <td className="mono">{t.slug}</td>
-                <td>
-                  <span className={`badge ${t.status}`}>{t.status}</span>
-                </td>
-                <td>{when(t.created_at)}</td>
-                <td className="actions">
-                  <button type="button" onClick={() => setEditing(t)} aria-label={`Limits and models of ${t.slug}`}>
-                    Limits and models
-                  </button>
-                  {t.status === "active" ? (
-                    <button type="button" onClick={() => setStatus(t, "suspend")} aria-label={`Suspend ${t.slug}`}>
-                      Suspend
-                    </button>
-                  ) : (
-                    <button type="button" onClick={() => setStatus(t, "reactivate")} aria-label={`Reactivate ${t.slug}`}>
-                      Reactivate
-                    </button>
-                  )}
-                  <button type="button" onClick={() => open(t)} aria-label={`Manage ${t.slug} as its owner`}>
-                    Manage
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table caption="All tenants" columns={["Name", "Slug", "Status", "Created", "Actions"]}>
+        {tenants.data?.items.map((t) => (
+          <tr key={t.id}>
+            <td>{t.name}</td>
+            <td className="mono">{t.slug}</td>
+            <td>
+              <span className={`badge ${t.status}`}>{t.status}</span>
+            </td>
+            <td>{when(t.created_at)}</td>
+            <td className="actions">
+              <button type="button" onClick={() => setEditing(t)} aria-label={`Limits and models of ${t.slug}`}>
+                Limits and models
+              </button>
+              {t.status === "active" ? (
+                <button type="button" onClick={() => setStatus(t, "suspend")} aria-label={`Suspend ${t.slug}`}>
+                  Suspend
+                </button>
+              ) : (
+                <button type="button" onClick={() => setStatus(t, "reactivate")} aria-label={`Reactivate ${t.slug}`}>
+                  Reactivate
+                </button>
+              )}
+              <button type="button" onClick={() => open(t)} aria-label={`Manage ${t.slug} as its owner`}>
+                Manage
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
       {tenants.data && <Pager total={tenants.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
       <Dialog title={editing ? `Tenant ${editing.slug}` : ""} open={!!editing} onClose={() => setEditing(null)}>
         {editing && (

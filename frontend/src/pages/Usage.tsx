@@ -1,7 +1,7 @@
 // Usage and cost per day and model: a tenant's own, or (platform) every tenant's.
 import { useMemo, useState } from "react";
 import { get } from "../api";
-import { ErrorMessage, PageTitle, useLoad, usd } from "../components/common";
+import { ErrorMessage, PageTitle, Table, useLoad, usd } from "../components/common";
 import { METRIC_LABELS, UsageChart, daysBetween, type Metric } from "../components/UsageChart";
 import type { Page, Tenant, UsageReport } from "../types";
 
@@ -66,37 +66,23 @@ export function Usage({ scope }: { scope: "tenant" | "platform" }) {
       )}
       {report.data && report.data.daily.length > 0 && <UsageChart rows={report.data.daily} metric={metric} days={days} />}
       {report.data && report.data.daily.length === 0 && <p className="muted">No requests in this period.</p>}
-      <div className="table-wrap">
-        <table>
-          <caption>Per day and model</caption>
-          <thead>
-            <tr>
-              <th scope="col">Day</th>
-              {scope === "platform" && <th scope="col">Tenant</th>}
-              <th scope="col">Model</th>
-              <th scope="col">Requests</th>
-              <th scope="col">Errors</th>
-              <th scope="col">Prompt tokens</th>
-              <th scope="col">Completion tokens</th>
-              <th scope="col">Cost</th>
-            </tr>
-          </thead>
-          <tbody>
-            {report.data?.daily.map((r) => (
-              <tr key={`${r.day}-${r.tenant_id}-${r.model}`} data-model={r.model}>
-                <td>{r.day}</td>
-                {scope === "platform" && <td className="mono">{slug(r.tenant_id)}</td>}
-                <td className="mono">{r.model}</td>
-                <td>{r.requests}</td>
-                <td>{r.errors}</td>
-                <td>{r.prompt_tokens}</td>
-                <td>{r.completion_tokens}</td>
-                <td>{usd(r.cost_usd)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        caption="Per day and model"
+        columns={["Day", ...(scope === "platform" ? ["Tenant"] : []), "Model", "Requests", "Errors", "Prompt tokens", "Completion tokens", "Cost"]}
+      >
+        {report.data?.daily.map((r) => (
+          <tr key={`${r.day}-${r.tenant_id}-${r.model}`} data-model={r.model}>
+            <td>{r.day}</td>
+            {scope === "platform" && <td className="mono">{slug(r.tenant_id)}</td>}
+            <td className="mono">{r.model}</td>
+            <td>{r.requests}</td>
+            <td>{r.errors}</td>
+            <td>{r.prompt_tokens}</td>
+            <td>{r.completion_tokens}</td>
+            <td>{usd(r.cost_usd)}</td>
+          </tr>
+        ))}
+      </Table>
     </>
   );
 }

@@ -1,7 +1,7 @@
 // Tenant administration: members and their roles.
 import { useState, type FormEvent } from "react";
 import { api, get } from "../api";
-import { ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when } from "../components/common";
+import { ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when, Table } from "../components/common";
 import type { Member, MemberCreated, Page, Role } from "../types";
 
 const ROLES: Role[] = ["member", "admin", "owner"];
@@ -58,41 +58,27 @@ export function Users() {
         <SecretOnce label={`Initial password of ${created.email}.`} secret={created.initial_password} onDone={() => setCreated(null)} />
       )}
       <ErrorMessage error={users.error ?? action.error} />
-      <div className="table-wrap">
-        <table>
-          <caption>Members of this tenant</caption>
-          <thead>
-            <tr>
-              <th scope="col">Email</th>
-              <th scope="col">Name</th>
-              <th scope="col">Role</th>
-              <th scope="col">Member since</th>
-              <th scope="col">Actions</th>
-            </tr>
-          </thead>
-          <tbody>
-            {users.data?.items.map((u) => (
-              <tr key={u.id}>
-                <td>{u.email}</td>
-                <td>{u.display_name || "—"}</td>
-                <td>
-                  <select aria-label={`Role of ${u.email}`} value={u.role} onChange={(e) => changeRole(u, e.target.value as Role)}>
-                    {ROLES.map((r) => (
-                      <option key={r}>{r}</option>
-                    ))}
-                  </select>
-                </td>
-                <td>{when(u.member_since)}</td>
-                <td className="actions">
-                  <button type="button" onClick={() => remove(u)} aria-label={`Remove ${u.email}`}>
-                    Remove
-                  </button>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table caption="Members of this tenant" columns={["Email", "Name", "Role", "Member since", "Actions"]}>
+        {users.data?.items.map((u) => (
+          <tr key={u.id}>
+            <td>{u.email}</td>
+            <td>{u.display_name || "—"}</td>
+            <td>
+              <select aria-label={`Role of ${u.email}`} value={u.role} onChange={(e) => changeRole(u, e.target.value as Role)}>
+                {ROLES.map((r) => (
+                  <option key={r}>{r}</option>
+                ))}
+              </select>
+            </td>
+            <td>{when(u.member_since)}</td>
+            <td className="actions">
+              <button type="button" onClick={() => remove(u)} aria-label={`Remove ${u.email}`}>
+                Remove
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
       {users.data && <Pager total={users.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
     </>
   );

@@ -146,20 +146,6 @@ class SearchIn(StrictModel):
     filters: SearchFilters = Field(default_factory=SearchFilters)
 
 
-class SearchResult(ResponseModel):
-    chunk_id: uuid.UUID
-    document_id: uuid.UUID
-    collection_id: uuid.UUID
-    title: str
-    text: str
-    heading: str
-    page: int | None
-    score: float
-    vector_rank: int | None
-    keyword_rank: int | None
-    metadata: dict[str, Any]
-
-
 class PassageOut(ResponseModel):
     chunk_id: uuid.UUID
     document_id: uuid.UUID
@@ -168,8 +154,14 @@ class PassageOut(ResponseModel):
     text: str
     heading: str
     page: int | None
-    ordinal: int
+    ordinal: int = Field(description="The passage's position in its document, from 0.")
     metadata: dict[str, Any]
+
+
+class SearchResult(PassageOut):
+    score: float
+    vector_rank: int | None
+    keyword_rank: int | None
 
 
 class SearchOut(ResponseModel):

@@ -49,7 +49,9 @@ class NewChunk:
 
 
 @dataclass(frozen=True)
-class Hit:
+class Passage:
+    """A chunk with its document's title: what a search hit or a citation points at."""
+
     chunk_id: uuid.UUID
     document_id: uuid.UUID
     collection_id: uuid.UUID
@@ -59,6 +61,10 @@ class Hit:
     page: int | None
     ordinal: int
     metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit(Passage):
     score: float
     vector_rank: int | None
     keyword_rank: int | None
@@ -231,19 +237,6 @@ async def search(
     ]
 
 
-@dataclass(frozen=True)
-class Passage:
-    chunk_id: uuid.UUID
-    document_id: uuid.UUID
-    collection_id: uuid.UUID
-    title: str
-    text: str
-    heading: str
-    page: int | None
-    ordinal: int
-    metadata: dict[str, Any]
-
-
 _PASSAGE = text(
     "SELECT c.id, c.document_id, c.collection_id, d.title, c.text, c.heading, c.page, "
     "c.ordinal, c.metadata FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id "
@@ -252,7 +245,6 @@ _PASSAGE = text(
 
 
 async def passage(session: AsyncSession, chunk_id: uuid.UUID) -> Passage | None:
-    """One chunk with its document's title: what a citation points at."""
     row = (await session.execute(_PASSAGE, {"chunk_id": chunk_id})).first()
     return Passage(*row) if row is not None else None
 

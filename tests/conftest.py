@@ -24,7 +24,7 @@ from mtai.services.catalog import ModelDefinition, ModelSpec
 from mtai.services.principal import operator
 from tests.support.fake_upstreams import FakeUpstream
 from tests.support.postgres import fresh_database, test_server
-from tests.support.redis_server import shared_redis_url
+from tests.support.redis_server import running_tls_redis, shared_redis_url
 from tests.support.s3_server import S3Server, running_s3
 
 
@@ -246,6 +246,13 @@ def live_server(settings: Settings) -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     with shared_redis_url() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def tls_redis() -> Iterator[tuple[int, Path]]:
+    """A TLS-only Redis (private CA: directory / "ca.crt"; ACL user mtai / s3cret-pass)."""
+    with running_tls_redis() as server:
+        yield server
 
 
 def deployment_env(settings: Settings, **extra: str) -> dict[str, str]:

@@ -234,11 +234,18 @@ def migrate_cmd() -> None:
 
 
 @app.command("doctor")
-def doctor_cmd() -> None:
+def doctor_cmd(
+    call_providers: Annotated[
+        bool,
+        typer.Option(
+            "--call-providers", help="Also send each catalog model a one-token request (costs)."
+        ),
+    ] = False,
+) -> None:
     """Check configuration and dependencies; each failure comes with its fix."""
     settings = get_settings()
     configure_logging("WARNING")
-    results = asyncio.run(doctor.run(settings))
+    results = asyncio.run(doctor.run(settings, call_providers=call_providers))
     for result in results:
         mark = (
             typer.style("ok  ", fg=typer.colors.GREEN)

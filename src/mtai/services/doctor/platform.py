@@ -1,10 +1,9 @@
-"""`mtai doctor`: each check says what is wrong and how to fix it (docs/troubleshooting.md)."""
+"""Doctor checks of configuration, secrets, the database and object storage."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-from dataclasses import dataclass
 
 import asyncpg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -22,19 +21,10 @@ from mtai.db.migrate import (
 from mtai.errors import ConfigurationError
 from mtai.providers.storage.base import StorageUnavailable
 from mtai.providers.storage.factory import open_store
-
-CONNECT_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool
-    message: str
-    fix: str = ""
+from mtai.services.doctor.result import CONNECT_TIMEOUT_SECONDS, CheckResult
 
 
-def _secrets(settings: Settings) -> list[CheckResult]:
+def secrets(settings: Settings) -> list[CheckResult]:
     results = []
     for name, value in (
         ("MTAI_JWT_SECRET", settings.jwt_secret),
@@ -98,20 +88,25 @@ def _explain_connect_error(exc: BaseException, where: str) -> CheckResult:
     )
 
 
-async def _database(settings: Settings) -> list[CheckResult]:
-    url = settings.database_url
-    if not url:
-        pgdata = (settings.data_dir / "pgdata").resolve()
-        port = embedded.running_port(pgdata)
-        if port is None:
-            return [
-                CheckResult(
-                    "database",
-                    True,
-                    "DATABASE_URL unset: `mtai serve` will start the embedded PostgreSQL",
-                )
-            ]
-        url = embedded.EmbeddedPostgres(pgdata, port).url
+def database_url(settings: Settings) -> str | None:
+    """DATABASE_URL, or the embedded PostgreSQL's if it runs; None if there is neither."""
+    if settings.database_url:
+        return settings.database_url
+    pgdata = (settings.data_dir / "pgdata").resolve()
+    port = embedded.running_port(pgdata)
+    return embedded.EmbeddedPostgres(pgdata, port).url if port is not None else None
+
+
+async def database(settings: Settings) -> list[CheckResult]:
+    url = database_url(settings)
+    if url is None:
+        return [
+            CheckResult(
+                "database",
+                True,
+                "DATABASE_URL unset: `mtai serve` will start the embedded PostgreSQL",
+            )
+        ]
     where = describe(url)
     try:
         await asyncio.wait_for(check_server(url), CONNECT_TIMEOUT_SECONDS)
@@ -184,7 +179,7 @@ async def _database(settings: Settings) -> list[CheckResult]:
     return results
 
 
-async def _storage(settings: Settings) -> CheckResult:
+async def storage(settings: Settings) -> CheckResult:
     """A real write, read and delete in the configured object store."""
     try:
         store = open_store(settings)
@@ -205,11 +200,3 @@ async def _storage(settings: Settings) -> CheckResult:
     finally:
         await store.aclose()
     return CheckResult("storage", True, f"{store.name}: write, read and delete work")
-
-
-async def run(settings: Settings) -> list[CheckResult]:
-    results = [CheckResult("config", True, f"loaded; environment {settings.env.value}")]
-    results += _secrets(settings)
-    results += await _database(settings)
-    results.append(await _storage(settings))
-    return results

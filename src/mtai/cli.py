@@ -20,8 +20,9 @@ from mtai.errors import AppError, ConfigurationError
 from mtai.logging import configure_logging
 from mtai.rag.evaluation import DatasetError, format_report, load_dataset
 from mtai.runtime import Runtime, open_runtime, reaper_task
-from mtai.services import bootstrap, doctor, retrieval_eval
+from mtai.services import bootstrap, doctor, retrieval_eval, secrets
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
+from mtai.services.tenant_archive import ArchiveReport, TenantArchive
 
 app = typer.Typer(
     help="mtai: multi-tenant AI platform.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -294,6 +295,44 @@ def _set_status(tenant: str, status: str, done: str) -> None:
         typer.echo(f"tenant {found.slug} {done}")
 
     _operate(work)
+
+
+@tenant_app.command("export")
+def tenant_export(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or slug.")],
+    file: Annotated[Path, typer.Argument(help="Archive to write (.tar.gz); it holds secrets.")],
+) -> None:
+    """Write all of a tenant's rows and documents into one portable archive."""
+
+    async def work(rt: Runtime) -> None:
+        archive = TenantArchive(rt.db, rt.store, rt.tenants, secrets.resolve(rt.settings))
+        report = await archive.export(tenant, file)
+        _report(f"exported {report.tenant_slug} to {file}", report)
+
+    _operate(work)
+
+
+@tenant_app.command("import")
+def tenant_import(
+    file: Annotated[Path, typer.Argument(help="Archive written by `mtai tenant export`.")],
+) -> None:
+    """Restore a tenant from an archive, into this deployment (all or nothing)."""
+
+    async def work(rt: Runtime) -> None:
+        archive = TenantArchive(rt.db, rt.store, rt.tenants, secrets.resolve(rt.settings))
+        report = await archive.import_(file)
+        _report(f"imported {report.tenant_slug} ({report.tenant_id}) from {file}", report)
+
+    _operate(work)
+
+
+def _report(headline: str, report: ArchiveReport) -> None:
+    typer.echo(headline)
+    for table, count in report.rows.items():
+        typer.echo(f"  {table}: {count} row(s)")
+    typer.echo(f"  document originals: {report.objects}")
+    for note in report.notes:
+        typer.secho(f"  note: {note}", fg=typer.colors.YELLOW)
 
 
 @tenant_app.command("suspend")

@@ -30,7 +30,7 @@ async def test_health_reports_database(client: httpx.AsyncClient) -> None:
 
 async def test_root_and_docs(client: httpx.AsyncClient) -> None:
     root = (await client.get("/")).json()
-    assert set(root) == {"message", "version", "docs"}
+    assert set(root) == {"message", "version", "docs", "ui"}
     assert (await client.get("/docs")).status_code == 200
     assert "/api/v1/keys" in (await client.get("/openapi.json")).json()["paths"]
 

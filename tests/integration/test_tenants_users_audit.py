@@ -8,6 +8,22 @@ from mtai.runtime import Runtime
 from tests.conftest import AdminFixture, TenantFixture, login
 
 
+async def all_tenant_ids(
+    client: httpx.AsyncClient, headers: dict[str, str], **query: str
+) -> set[str]:
+    """Every page of the tenant list (the whole suite's tenants share this database)."""
+    ids: set[str] = set()
+    for offset in range(0, 100_000, 200):
+        page = await client.get(
+            "/api/v1/tenants/", params={"limit": 200, "offset": offset, **query}, headers=headers
+        )
+        items = page.json()["items"]
+        ids |= {t["id"] for t in items}
+        if len(items) < 200:
+            break
+    return ids
+
+
 async def test_tenant_crud_by_platform_admin(
     client: httpx.AsyncClient, platform_admin: AdminFixture
 ) -> None:
@@ -39,10 +55,8 @@ async def test_tenant_crud_by_platform_admin(
     )
     assert patched.json()["name"] == "Acme Inc"
     assert patched.json()["settings"] == {"tier": "gold"}
-    listed = await client.get("/api/v1/tenants/", params={"limit": 200}, headers=h)
-    assert tenant["id"] in {t["id"] for t in listed.json()["items"]}
-    suspended = await client.get("/api/v1/tenants/", params={"status": "suspended"}, headers=h)
-    assert tenant["id"] not in {t["id"] for t in suspended.json()["items"]}
+    assert tenant["id"] in await all_tenant_ids(client, h)
+    assert tenant["id"] not in await all_tenant_ids(client, h, status="suspended")
     assert (await client.delete(f"/api/v1/tenants/{tenant['id']}", headers=h)).status_code == 204
     assert (await client.get(f"/api/v1/tenants/{tenant['id']}", headers=h)).status_code == 404
 

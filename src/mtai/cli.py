@@ -59,6 +59,15 @@ def _settings_with_database(settings: Settings) -> tuple[Settings, bool]:
     """
     if settings.database_url:
         return settings, False
+    if not settings.is_development:
+        # In a container the embedded server would keep its data on a disk that a restart
+        # throws away: a missing DATABASE_URL secret must stop the task, not lose data.
+        raise ConfigurationError(
+            "DATABASE_URL is not set. In production (MTAI_ENV=production) mtai needs an external "
+            "PostgreSQL with pgvector: set DATABASE_URL=postgresql://user:pass@host:5432/db "
+            "(AWS: the <project>/database-url secret). The embedded PostgreSQL is for "
+            "MTAI_ENV=development only."
+        )
     pgdata = settings.data_dir / "pgdata"
     was_running = embedded.running_port(pgdata) is not None
     server = embedded.start(pgdata, settings.embedded_pg_port)
@@ -73,7 +82,10 @@ async def _with_runtime(settings: Settings, work: Callable[[Runtime], Awaitable[
 def _prepared() -> Settings:
     settings = get_settings()
     configure_logging(settings.log_level)
-    settings, _ = _settings_with_database(settings)
+    try:
+        settings, _ = _settings_with_database(settings)
+    except ConfigurationError as exc:
+        raise _fail(str(exc)) from exc
     return settings
 
 
@@ -343,6 +355,26 @@ def tenant_suspend(tenant: Annotated[str, typer.Argument(help="Tenant id or slug
 @tenant_app.command("reactivate")
 def tenant_reactivate(tenant: Annotated[str, typer.Argument(help="Tenant id or slug.")]) -> None:
     _set_status(tenant, "active", "reactivated")
+
+
+@tenant_app.command("delete")
+def tenant_delete(
+    tenant: Annotated[str, typer.Argument(help="Tenant id or slug.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a tenant with all its rows and documents (export it first to keep a copy)."""
+    if not yes:
+        typer.confirm(
+            f"Delete tenant {tenant} with all its data? `mtai tenant export` keeps a copy.",
+            abort=True,
+        )
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        await rt.tenants.delete(OPERATOR, found.id)
+        typer.echo(f"tenant {found.slug} deleted")
+
+    _operate(work)
 
 
 @user_app.command("create")

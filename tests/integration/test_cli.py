@@ -142,3 +142,11 @@ def test_doctor_names_a_missing_bucket_on_a_real_s3_server(
     assert s3_server.secret_access_key not in missing.stdout + missing.stderr
     present = mtai(settings, "doctor", MTAI_S3_BUCKET=create_bucket(s3_server), **s3)
     assert "] storage: s3: write, read and delete work" in present.stdout, present.stdout
+
+
+def test_production_without_database_url_refuses_instead_of_embedding(settings: Settings) -> None:
+    result = mtai(settings, "tenant", "list", DATABASE_URL="")
+    assert result.returncode == 1
+    assert "DATABASE_URL is not set" in result.stderr
+    assert "MTAI_ENV=development only" in result.stderr
+    assert "Traceback" not in result.stderr

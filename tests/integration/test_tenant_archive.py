@@ -147,6 +147,20 @@ async def test_export_then_import_answers_the_same_searches(
     assert again.returncode == 1
     assert "already exists here" in again.stderr + again.stdout
 
+    # Restoring in place: delete the tenant, import it again.
+    deleted = await asyncio.to_thread(cli, target, "delete", tenant_a.slug, "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    gone = await target_client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password},
+        headers={"X-Tenant-ID": tenant_a.slug},
+    )
+    assert gone.status_code in (403, 404), gone.text
+    storage = {"MTAI_STORAGE_DIR": str(target.data_dir / "objects")}
+    restored = await asyncio.to_thread(cli, target, "import", str(archive), **storage)
+    assert restored.returncode == 0, restored.stderr
+    assert await searches(target_client, owner) == before
+
 
 async def test_other_secrets_leave_keys_out_and_bad_archives_are_refused(
     client: httpx.AsyncClient,

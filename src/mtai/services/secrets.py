@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import SecretStr
 
@@ -51,6 +52,26 @@ def resolve(settings: Settings) -> ResolvedSecrets:
     return _development_secrets(settings)
 
 
+def _publish(path: Path, stored: dict[str, str]) -> dict[str, str]:
+    """Write the secrets file; when several processes start at once (an API and a worker on
+    one data volume), the first to create it wins and the others adopt its secrets."""
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(stored, handle)
+    try:
+        if path.exists():
+            partial.replace(path)  # an older file lacking a secret: complete it
+        else:
+            os.link(partial, path)  # fails if another process created it meanwhile
+    except FileExistsError:
+        won: dict[str, str] = json.loads(path.read_text())
+        return won
+    finally:
+        partial.unlink(missing_ok=True)
+    return stored
+
+
 def _development_secrets(settings: Settings) -> ResolvedSecrets:
     """Random secrets kept under the data dir, so tokens and keys survive restarts."""
     path = settings.data_dir / DEV_SECRETS_FILE
@@ -61,9 +82,7 @@ def _development_secrets(settings: Settings) -> ResolvedSecrets:
     if missing:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         stored |= {name: secrets.token_urlsafe(48) for name in missing}
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(stored, handle)
+        stored = _publish(path, stored)
         log.info("dev_secrets.generated", path=str(path), names=missing)
 
     def pick(value: SecretStr | None, name: str) -> str:

@@ -60,8 +60,12 @@ run: $(VENV)/.installed-run $(UI_INDEX)
 test: $(VENV)/.installed-test $(UI_INDEX) $(CHROMIUM)
 	MTAI_CHROMIUM=$(CHROMIUM) $(BIN)/pytest
 
+## Static checks: the UI's types, ruff, mypy, and the deployment files (hadolint, shellcheck,
+## actionlint, terraform fmt, checkov).
 lint: $(VENV)/.installed-test $(UI_MODULES)
 	npm run --prefix frontend typecheck
+	VENV=$(VENV) .ci/lint-deploy
+	PYTHON=$(BIN)/python .ci/lint-terraform
 	$(BIN)/ruff check src tests bench eval
 	$(BIN)/ruff format --check src tests bench eval
 	$(BIN)/mypy

@@ -1,0 +1,319 @@
+# ECS Fargate: one cluster, an API service behind the ALB and an ingestion worker service.
+#
+# Deploy model: Terraform registers the first revision of each task definition (image tag
+# var.image_tag, "bootstrap" by default) and creates the services. From then on
+# scripts/build-and-deploy.sh (also run by CodeBuild) registers new revisions with the
+# sha-<commit> image and updates the services, and autoscaling / manage-services.sh change
+# the counts; the services therefore ignore task_definition and desired_count. A later
+# `terraform apply` that changes a task definition (environment, CPU, ...) registers a new
+# revision with image var.image_tag: the next build-and-deploy copies it with the new
+# image, so such changes go live with the next deploy.
+
+resource "aws_cloudwatch_log_group" "app" {
+  name              = local.log_group_name
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.main.arn
+}
+
+resource "aws_ecs_cluster" "main" {
+  name = local.cluster_name
+
+  setting {
+    name  = "containerInsights"
+    value = "enabled"
+  }
+}
+
+resource "aws_ecs_cluster_capacity_providers" "main" {
+  cluster_name       = aws_ecs_cluster.main.name
+  capacity_providers = ["FARGATE"]
+
+  default_capacity_provider_strategy {
+    capacity_provider = "FARGATE"
+    weight            = 1
+  }
+}
+
+locals {
+  # Fargate memory range (MiB) allowed for each CPU size.
+  fargate_memory = {
+    "256"   = { min = 512, max = 2048 }
+    "512"   = { min = 1024, max = 4096 }
+    "1024"  = { min = 2048, max = 8192 }
+    "2048"  = { min = 4096, max = 16384 }
+    "4096"  = { min = 8192, max = 30720 }
+    "8192"  = { min = 16384, max = 61440 }
+    "16384" = { min = 32768, max = 122880 }
+  }
+
+  app_environment = [
+    { name = "MTAI_ENV", value = "production" },
+    { name = "MTAI_HOST", value = "0.0.0.0" },
+    { name = "MTAI_PORT", value = tostring(local.app_port) },
+    { name = "MTAI_WORKERS", value = tostring(var.mtai_workers) },
+    { name = "MTAI_STORAGE_BACKEND", value = "s3" },
+    { name = "MTAI_S3_BUCKET", value = aws_s3_bucket.storage.id },
+    { name = "MTAI_S3_REGION", value = local.region },
+    { name = "MTAI_QUEUE_BACKEND", value = "redis" },
+    # Only the ALB can reach the tasks, and it connects from inside the VPC.
+    { name = "MTAI_FORWARDED_ALLOW_IPS", value = var.vpc_cidr },
+    { name = "MTAI_LOG_LEVEL", value = "INFO" },
+    { name = "AWS_REGION", value = local.region },
+  ]
+
+  app_secrets = [
+    { name = "DATABASE_URL", valueFrom = aws_secretsmanager_secret.app["database-url"].arn },
+    { name = "REDIS_URL", valueFrom = aws_secretsmanager_secret.app["redis-url"].arn },
+    { name = "MTAI_JWT_SECRET", valueFrom = aws_secretsmanager_secret.app["jwt-secret"].arn },
+    { name = "MTAI_KEY_PEPPER", valueFrom = aws_secretsmanager_secret.app["key-pepper"].arn },
+    { name = "MTAI_ENCRYPTION_KEY", valueFrom = aws_secretsmanager_secret.app["encryption-key"].arn },
+  ]
+
+  # Streams are <prefix>/<container>/<task id>: ecs/backend/<task-id>, ecs/worker/<task-id>.
+  log_configuration = {
+    logDriver = "awslogs"
+    options = {
+      "awslogs-group"         = aws_cloudwatch_log_group.app.name
+      "awslogs-region"        = local.region
+      "awslogs-stream-prefix" = "ecs"
+    }
+  }
+}
+
+resource "aws_ecs_task_definition" "api" {
+  #checkov:skip=CKV_AWS_336:The app and its libraries write temporary files (upload spooling, tempfile) under /tmp; a read-only root filesystem would need a writable volume owned by the image's user, which Fargate bind mounts do not provide portably.
+  family                   = local.api_task_family
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.api_cpu)
+  memory                   = tostring(var.api_memory)
+  execution_role_arn       = aws_iam_role.ecs_execution.arn
+  task_role_arn            = aws_iam_role.ecs_task.arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  container_definitions = jsonencode([
+    {
+      name             = local.api_container_name
+      image            = local.image
+      essential        = true
+      command          = ["mtai", "serve", "--no-migrate"]
+      portMappings     = [{ containerPort = local.app_port, protocol = "tcp" }]
+      environment      = local.app_environment
+      secrets          = local.app_secrets
+      stopTimeout      = 30
+      privileged       = false
+      logConfiguration = local.log_configuration
+    },
+  ])
+
+  lifecycle {
+    precondition {
+      condition     = var.api_memory >= local.fargate_memory[tostring(var.api_cpu)].min && var.api_memory <= local.fargate_memory[tostring(var.api_cpu)].max
+      error_message = "api_memory is outside the range Fargate allows for api_cpu (256: 512-2048, 512: 1024-4096, 1024: 2048-8192, 2048: 4096-16384, 4096: 8192-30720, 8192: 16384-61440, 16384: 32768-122880)."
+    }
+  }
+}
+
+resource "aws_ecs_task_definition" "worker" {
+  #checkov:skip=CKV_AWS_336:The ingestion worker writes temporary files (document parsing, tempfile) under /tmp; a read-only root filesystem would need a writable volume owned by the image's user, which Fargate bind mounts do not provide portably.
+  family                   = local.worker_task_family
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.worker_cpu)
+  memory                   = tostring(var.worker_memory)
+  execution_role_arn       = aws_iam_role.ecs_execution.arn
+  task_role_arn            = aws_iam_role.ecs_task.arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  container_definitions = jsonencode([
+    {
+      name             = local.worker_container_name
+      image            = local.image
+      essential        = true
+      command          = ["mtai", "worker"]
+      environment      = local.app_environment
+      secrets          = local.app_secrets
+      stopTimeout      = 120
+      privileged       = false
+      logConfiguration = local.log_configuration
+    },
+  ])
+
+  lifecycle {
+    precondition {
+      condition     = var.worker_memory >= local.fargate_memory[tostring(var.worker_cpu)].min && var.worker_memory <= local.fargate_memory[tostring(var.worker_cpu)].max
+      error_message = "worker_memory is outside the range Fargate allows for worker_cpu (256: 512-2048, 512: 1024-4096, 1024: 2048-8192, 2048: 4096-16384, 4096: 8192-30720, 8192: 16384-61440, 16384: 32768-122880)."
+    }
+  }
+}
+
+resource "aws_ecs_service" "api" {
+  name             = local.api_service_name
+  cluster          = aws_ecs_cluster.main.id
+  task_definition  = aws_ecs_task_definition.api.arn
+  desired_count    = var.api_desired_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  health_check_grace_period_seconds  = 60
+  enable_ecs_managed_tags            = true
+  propagate_tags                     = "SERVICE"
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = aws_subnet.private[*].id
+    security_groups  = [aws_security_group.ecs_tasks.id]
+    assign_public_ip = false
+  }
+
+  load_balancer {
+    target_group_arn = aws_lb_target_group.api.arn
+    container_name   = local.api_container_name
+    container_port   = local.app_port
+  }
+
+  lifecycle {
+    ignore_changes = [task_definition, desired_count]
+  }
+
+  # The target group must be attached to a listener before a service can use it, and tasks
+  # need the secrets' values (not only the secrets) and the execution role's permissions.
+  depends_on = [
+    aws_lb_listener.http,
+    aws_lb_listener.https,
+    aws_iam_role_policy.ecs_execution,
+    aws_secretsmanager_secret_version.app,
+  ]
+}
+
+resource "aws_ecs_service" "worker" {
+  name             = local.worker_service_name
+  cluster          = aws_ecs_cluster.main.id
+  task_definition  = aws_ecs_task_definition.worker.arn
+  desired_count    = var.worker_desired_count
+  launch_type      = "FARGATE"
+  platform_version = "LATEST"
+
+  deployment_minimum_healthy_percent = 100
+  deployment_maximum_percent         = 200
+  enable_ecs_managed_tags            = true
+  propagate_tags                     = "SERVICE"
+
+  deployment_circuit_breaker {
+    enable   = true
+    rollback = true
+  }
+
+  network_configuration {
+    subnets          = aws_subnet.private[*].id
+    security_groups  = [aws_security_group.ecs_tasks.id]
+    assign_public_ip = false
+  }
+
+  lifecycle {
+    ignore_changes = [task_definition, desired_count]
+  }
+
+  depends_on = [aws_iam_role_policy.ecs_execution, aws_secretsmanager_secret_version.app]
+}
+
+# --- Autoscaling ---------------------------------------------------------------------
+
+resource "aws_appautoscaling_target" "api" {
+  service_namespace  = "ecs"
+  scalable_dimension = "ecs:service:DesiredCount"
+  resource_id        = "service/${aws_ecs_cluster.main.name}/${aws_ecs_service.api.name}"
+  min_capacity       = var.api_min_count
+  max_capacity       = var.api_max_count
+
+  lifecycle {
+    precondition {
+      condition     = var.api_min_count <= var.api_max_count && var.api_desired_count >= var.api_min_count && var.api_desired_count <= var.api_max_count
+      error_message = "Need api_min_count <= api_desired_count <= api_max_count."
+    }
+  }
+}
+
+resource "aws_appautoscaling_policy" "api_cpu" {
+  name               = "${local.name}-api-cpu"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.api.service_namespace
+  scalable_dimension = aws_appautoscaling_target.api.scalable_dimension
+  resource_id        = aws_appautoscaling_target.api.resource_id
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.autoscaling_cpu_target
+    scale_in_cooldown  = 300
+    scale_out_cooldown = 60
+
+    predefined_metric_specification {
+      predefined_metric_type = "ECSServiceAverageCPUUtilization"
+    }
+  }
+}
+
+resource "aws_appautoscaling_policy" "api_requests" {
+  name               = "${local.name}-api-requests"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.api.service_namespace
+  scalable_dimension = aws_appautoscaling_target.api.scalable_dimension
+  resource_id        = aws_appautoscaling_target.api.resource_id
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.api_requests_per_target
+    scale_in_cooldown  = 300
+    scale_out_cooldown = 60
+
+    predefined_metric_specification {
+      predefined_metric_type = "ALBRequestCountPerTarget"
+      resource_label         = "${aws_lb.main.arn_suffix}/${aws_lb_target_group.api.arn_suffix}"
+    }
+  }
+}
+
+resource "aws_appautoscaling_target" "worker" {
+  service_namespace  = "ecs"
+  scalable_dimension = "ecs:service:DesiredCount"
+  resource_id        = "service/${aws_ecs_cluster.main.name}/${aws_ecs_service.worker.name}"
+  min_capacity       = var.worker_min_count
+  max_capacity       = var.worker_max_count
+
+  lifecycle {
+    precondition {
+      condition     = var.worker_min_count <= var.worker_max_count && var.worker_desired_count >= var.worker_min_count && var.worker_desired_count <= var.worker_max_count
+      error_message = "Need worker_min_count <= worker_desired_count <= worker_max_count."
+    }
+  }
+}
+
+resource "aws_appautoscaling_policy" "worker_cpu" {
+  name               = "${local.name}-worker-cpu"
+  policy_type        = "TargetTrackingScaling"
+  service_namespace  = aws_appautoscaling_target.worker.service_namespace
+  scalable_dimension = aws_appautoscaling_target.worker.scalable_dimension
+  resource_id        = aws_appautoscaling_target.worker.resource_id
+
+  target_tracking_scaling_policy_configuration {
+    target_value       = var.autoscaling_cpu_target
+    scale_in_cooldown  = 300
+    scale_out_cooldown = 60
+
+    predefined_metric_specification {
+      predefined_metric_type = "ECSServiceAverageCPUUtilization"
+    }
+  }
+}

@@ -52,7 +52,7 @@ def resolve(settings: Settings) -> ResolvedSecrets:
     return _development_secrets(settings)
 
 
-def _publish(path: Path, stored: dict[str, str]) -> dict[str, str]:
+def _publish(path: Path, stored: dict[str, str], *, existed: bool) -> dict[str, str]:
     """Write the secrets file; when several processes start at once (an API and a worker on
     one data volume), the first to create it wins and the others adopt its secrets."""
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
@@ -60,7 +60,7 @@ def _publish(path: Path, stored: dict[str, str]) -> dict[str, str]:
     with os.fdopen(fd, "w") as handle:
         json.dump(stored, handle)
     try:
-        if path.exists():
+        if existed:
             partial.replace(path)  # an older file lacking a secret: complete it
         else:
             os.link(partial, path)  # fails if another process created it meanwhile
@@ -75,14 +75,15 @@ def _publish(path: Path, stored: dict[str, str]) -> dict[str, str]:
 def _development_secrets(settings: Settings) -> ResolvedSecrets:
     """Random secrets kept under the data dir, so tokens and keys survive restarts."""
     path = settings.data_dir / DEV_SECRETS_FILE
-    stored = json.loads(path.read_text()) if path.exists() else {}
+    existed = path.exists()
+    stored = json.loads(path.read_text()) if existed else {}
     missing = [
         name for name in ("jwt_secret", "key_pepper", "encryption_key") if name not in stored
     ]
     if missing:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         stored |= {name: secrets.token_urlsafe(48) for name in missing}
-        stored = _publish(path, stored)
+        stored = _publish(path, stored, existed=existed)
         log.info("dev_secrets.generated", path=str(path), names=missing)
 
     def pick(value: SecretStr | None, name: str) -> str:

@@ -122,6 +122,11 @@ def serve(
                     rt.tenants,
                     rt.keys,
                     admin_email=settings.bootstrap_admin_email,
+                    admin_password=(
+                        settings.bootstrap_admin_password.get_secret_value()
+                        if settings.bootstrap_admin_password
+                        else None
+                    ),
                     demo_tenant=settings.bootstrap_demo_tenant,
                 ),
             )
@@ -158,9 +163,13 @@ def _announce(first: bootstrap.FirstStart | None, url: str) -> None:
     if first is None:
         typer.echo("Log in with your existing platform admin account.")
         return
-    typer.echo("First start: these credentials are shown once, store them now.")
-    typer.echo(f"  platform admin email:    {first.admin_email}")
-    typer.echo(f"  platform admin password: {first.admin_password}")
+    if first.admin_password is None:
+        typer.echo(f"First start: platform admin {first.admin_email} created with the password")
+        typer.echo("  in MTAI_BOOTSTRAP_ADMIN_PASSWORD (AWS: the <project>/admin-password secret).")
+    else:
+        typer.echo("First start: these credentials are shown once, store them now.")
+        typer.echo(f"  platform admin email:    {first.admin_email}")
+        typer.echo(f"  platform admin password: {first.admin_password}")
     if first.api_key:
         typer.echo(f"  API key for tenant '{first.tenant_slug}': {first.api_key}")
     typer.echo(

@@ -228,6 +228,10 @@ class Settings(BaseSettings):
     bootstrap_admin_email: str = Field(
         default="admin@mtai.local", description="Email of the first platform admin."
     )
+    bootstrap_admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the first platform admin; when set it is used and not printed.",
+    )
     bootstrap_demo_tenant: str = Field(
         default="demo", description="Slug of the demo tenant made on first start; empty to skip."
     )

@@ -16,7 +16,7 @@ from mtai.services.tenants import TenantService
 @dataclass(frozen=True)
 class FirstStart:
     admin_email: str
-    admin_password: str
+    admin_password: str | None  # None: it was given (MTAI_BOOTSTRAP_ADMIN_PASSWORD), not made
     tenant_slug: str | None
     api_key: str | None
 
@@ -28,12 +28,14 @@ async def first_start(
     *,
     admin_email: str,
     demo_tenant: str,
+    admin_password: str | None = None,
 ) -> FirstStart | None:
     """None when a platform admin already exists (not the first start)."""
     async with db.unscoped() as session:
+        await users_repo.lock_first_start(session)
         if await users_repo.count_platform_admins(session) > 0:
             return None
-        password = passwords.generate()
+        password = admin_password or passwords.generate()
         admin = await users_repo.create(
             session,
             email=admin_email.strip().lower(),
@@ -41,12 +43,13 @@ async def first_start(
             display_name="Platform admin",
             is_platform_admin=True,
         )
+    shown = None if admin_password else password
     if not demo_tenant:
-        return FirstStart(admin.email, password, None, None)
+        return FirstStart(admin.email, shown, None, None)
     tenant, _ = await tenants.create(operator(user_id=admin.id), slug=demo_tenant, name="Demo")
     async with db.tenant(tenant.id) as session:
         await memberships_repo.add(session, tenant_id=tenant.id, user_id=admin.id, role=Role.OWNER)
     _, plaintext = await keys.create(
         operator(tenant.id, admin.id), name="demo", scopes=sorted(ALL_SCOPES), expires_at=None
     )
-    return FirstStart(admin.email, password, tenant.slug, plaintext)
+    return FirstStart(admin.email, shown, tenant.slug, plaintext)

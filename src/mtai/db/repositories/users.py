@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai.db.models import User
@@ -38,6 +38,11 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
 async def get_by_email(session: AsyncSession, email: str) -> User | None:
     result = await session.execute(select(User).where(User.email == email))
     return result.scalar_one_or_none()
+
+
+async def lock_first_start(session: AsyncSession) -> None:
+    """Serialise first starts until the transaction ends: API tasks may start together."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('mtai.first_start'))"))
 
 
 async def count_platform_admins(session: AsyncSession) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from mtai.db.models import ApiKey, AuditEvent, Membership, Tenant
 from mtai.runtime import Runtime
 from tests.conftest import TenantFixture
+from tests.integration.test_rag import upload_text, wait_done
 
 TENANT_TABLES = [Tenant, Membership, ApiKey, AuditEvent]
 
@@ -122,3 +124,43 @@ async def test_audit_events_are_append_only_even_for_the_owner(
         async with runtime.db.platform() as session:
             await session.execute(text("RESET ROLE"))
             await session.execute(delete(AuditEvent))
+
+
+async def test_keyword_search_function_reads_only_the_transactions_tenant(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture, tenant_b: TenantFixture
+) -> None:
+    """mtai_keyword_candidates reads rag_chunks as its owner (so the GIN index serves it), and
+    filters on the transaction's tenant itself: given every tenant's knowledge bases, it still
+    returns only that tenant's chunks, and nothing without a tenant."""
+    collections = []
+    for tenant in (tenant_a, tenant_b):
+        created = await upload_text(client, tenant.owner, "The diaphone sounds in fog.", title="F")
+        await wait_done(client, tenant.owner, created["id"])
+        collections.append(uuid.UUID(created["collection_id"]))
+    call = text(
+        "SELECT k.id, c.tenant_id FROM mtai_keyword_candidates("
+        "CAST(:collections AS uuid[]), 'diaphone fog', 50) k JOIN rag_chunks c ON c.id = k.id"
+    )
+    params = {"collections": collections}
+    async with runtime.db.tenant(tenant_a.id) as session:
+        found = (await session.execute(call, params)).all()
+    assert found
+    assert {row[1] for row in found} == {tenant_a.id}
+    async with runtime.db.unscoped() as session:
+        assert (await session.execute(call, params)).all() == []
+    async with runtime.db.platform() as session:
+        # The platform scope reads every table, but keyword search is always one tenant's.
+        none = (
+            "SELECT count(*) FROM mtai_keyword_candidates(CAST(:collections AS uuid[]), 'fog', 5)"
+        )
+        assert (await session.execute(text(none), params)).scalar_one() == 0
+        flags = (
+            await session.execute(
+                text(
+                    "SELECT relrowsecurity, relforcerowsecurity FROM pg_class "
+                    "WHERE relname = 'rag_chunks'"
+                )
+            )
+        ).one()
+    # Enabled for every role; not forced on the owner, whose function above filters itself.
+    assert tuple(flags) == (True, False)

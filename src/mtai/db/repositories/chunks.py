@@ -31,11 +31,6 @@ _INSERT = text(
     "CAST(:embedding AS vector))"
 )
 _DELETE = text("DELETE FROM rag_chunks WHERE document_id = :document_id")
-_KEYWORD_QUERY = (
-    # Any of the query's words may match (OR), ranked by how many and how close: plainto_tsquery
-    # alone would demand every word, and a question rarely shares all its words with the answer.
-    "replace(plainto_tsquery('english', :query_text)::text, ' & ', ' | ')::tsquery"
-)
 
 
 @dataclass(frozen=True)
@@ -139,32 +134,29 @@ def _vector_cte(dim: int, where: str) -> str:
     )
 
 
-# The query as a scalar subquery, evaluated once (an InitPlan). Under row-level security the
-# GIN index still goes unused: `@@` is not LEAKPROOF, so PostgreSQL applies the tenant policy
-# first and tests every row (docs/benchmarks.md measures the cost; the fix is open).
-_QUERY = "(SELECT query FROM kq)"
+def _keyword_cte(document_ids: bool, metadata: bool) -> str:
+    # The keyword candidates come from a function that reads rag_chunks as its owner, through
+    # the GIN index, filtered on the transaction's tenant (migration 0005 says why).
+    documents = "CAST(:document_ids AS uuid[])" if document_ids else "NULL::uuid[]"
+    contains = "CAST(:metadata AS jsonb)" if metadata else "NULL::jsonb"
+    return (
+        "kw AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank, score FROM "
+        "mtai_keyword_candidates(CAST(:collection_ids AS uuid[]), CAST(:query_text AS text), "
+        f"CAST(:candidates AS integer), {documents}, {contains}) k)"
+    )
 
 
-def _keyword_ctes(where: str) -> list[str]:
-    return [
-        f"kq AS MATERIALIZED (SELECT {_KEYWORD_QUERY} AS query)",
-        "kw AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank, score FROM ("
-        # Normalised by log length, so long chunks do not win on repetition alone; cover density
-        # (ts_rank_cd) scored far lower on the evaluation set, as OR queries have no covers.
-        f"SELECT id, ts_rank(tsv, {_QUERY}, 1) AS score FROM rag_chunks "
-        f"WHERE tsv @@ {_QUERY} AND {where} ORDER BY score DESC LIMIT :candidates) k)",
-    ]
-
-
-def _statement(mode: str, dim: int, where: str) -> str:
+def _statement(mode: str, dim: int, document_ids: bool, metadata: bool) -> str:
+    where = _filters(document_ids, metadata)
+    keyword = _keyword_cte(document_ids, metadata)
     if mode == "vector":
         ctes = [_vector_cte(dim, where)]
         fused = "SELECT id, score, rank AS vector_rank, NULL::bigint AS keyword_rank FROM vec"
     elif mode == "keyword":
-        ctes = _keyword_ctes(where)
+        ctes = [keyword]
         fused = "SELECT id, score, NULL::bigint AS vector_rank, rank AS keyword_rank FROM kw"
     else:
-        ctes = [_vector_cte(dim, where), *_keyword_ctes(where)]
+        ctes = [_vector_cte(dim, where), keyword]
         fused = (
             "SELECT coalesce(vec.id, kw.id) AS id, "
             f"coalesce(1.0 / ({RRF_K} + vec.rank), 0) + coalesce(1.0 / ({RRF_K} + kw.rank), 0) "
@@ -197,8 +189,7 @@ async def search(
     limit: int,
     candidates: int,
 ) -> list[Hit]:
-    where = _filters(document_ids is not None, bool(metadata))
-    statement = text(_statement(mode, dim, where)).bindparams(
+    statement = text(_statement(mode, dim, document_ids is not None, bool(metadata))).bindparams(
         bindparam("collection_ids", type_=ARRAY(UUID(as_uuid=True)))
     )
     params: dict[str, Any] = {

@@ -59,7 +59,24 @@ locals {
     { name = "MTAI_FORWARDED_ALLOW_IPS", value = var.vpc_cidr },
     { name = "MTAI_LOG_LEVEL", value = "INFO" },
     { name = "AWS_REGION", value = local.region },
+    # Per process; see var.db_pool_size and check "database_connections" below.
+    { name = "MTAI_DB_POOL_SIZE", value = tostring(var.db_pool_size) },
   ]
+
+  # Only `mtai serve` (the API) makes the first platform admin, with the password from the
+  # admin-password secret, and prints nothing. An empty demo tenant slug skips the demo tenant
+  # and its API key, which would otherwise be printed to the logs.
+  api_bootstrap_environment = [
+    { name = "MTAI_BOOTSTRAP_ADMIN_EMAIL", value = var.admin_email },
+    { name = "MTAI_BOOTSTRAP_DEMO_TENANT", value = "" },
+  ]
+
+  # var.extra_environment comes last, sorted by name; its validation refuses the names above
+  # and secret-looking ones.
+  extra_environment = [for name in sort(keys(var.extra_environment)) : { name = name, value = var.extra_environment[name] }]
+
+  api_environment    = concat(local.app_environment, local.api_bootstrap_environment, local.extra_environment)
+  worker_environment = concat(local.app_environment, local.extra_environment)
 
   app_secrets = [
     { name = "DATABASE_URL", valueFrom = aws_secretsmanager_secret.app["database-url"].arn },
@@ -67,7 +84,15 @@ locals {
     { name = "MTAI_JWT_SECRET", valueFrom = aws_secretsmanager_secret.app["jwt-secret"].arn },
     { name = "MTAI_KEY_PEPPER", valueFrom = aws_secretsmanager_secret.app["key-pepper"].arn },
     { name = "MTAI_ENCRYPTION_KEY", valueFrom = aws_secretsmanager_secret.app["encryption-key"].arn },
+    { name = "MTAI_METRICS_TOKEN", valueFrom = aws_secretsmanager_secret.app["metrics-token"].arn },
   ]
+
+  # The API alone: its first start on an empty database sets the admin's password from it.
+  api_bootstrap_secrets = [
+    { name = "MTAI_BOOTSTRAP_ADMIN_PASSWORD", valueFrom = aws_secretsmanager_secret.app["admin-password"].arn },
+  ]
+
+  api_secrets = concat(local.app_secrets, local.api_bootstrap_secrets)
 
   # Streams are <prefix>/<container>/<task id>: ecs/backend/<task-id>, ecs/worker/<task-id>.
   log_configuration = {
@@ -102,8 +127,8 @@ resource "aws_ecs_task_definition" "api" {
       essential        = true
       command          = ["mtai", "serve", "--no-migrate"]
       portMappings     = [{ containerPort = local.app_port, protocol = "tcp" }]
-      environment      = local.app_environment
-      secrets          = local.app_secrets
+      environment      = local.api_environment
+      secrets          = local.api_secrets
       stopTimeout      = 30
       privileged       = false
       logConfiguration = local.log_configuration
@@ -139,7 +164,7 @@ resource "aws_ecs_task_definition" "worker" {
       image            = local.image
       essential        = true
       command          = ["mtai", "worker"]
-      environment      = local.app_environment
+      environment      = local.worker_environment
       secrets          = local.app_secrets
       stopTimeout      = 120
       privileged       = false
@@ -165,9 +190,13 @@ resource "aws_ecs_service" "api" {
 
   deployment_minimum_healthy_percent = 100
   deployment_maximum_percent         = 200
-  health_check_grace_period_seconds  = 60
   enable_ecs_managed_tags            = true
   propagate_tags                     = "SERVICE"
+
+  # A new task imports the app and loads the embedding model before /ping answers (the image's
+  # own HEALTHCHECK allows a 90 s start period); ALB health check failures before then do not
+  # count against it.
+  health_check_grace_period_seconds = 120
 
   deployment_circuit_breaker {
     enable   = true
@@ -229,6 +258,40 @@ resource "aws_ecs_service" "worker" {
   }
 
   depends_on = [aws_iam_role_policy.ecs_execution, aws_secretsmanager_secret_version.app]
+}
+
+# --- Database connections ------------------------------------------------------------
+
+locals {
+  # max_connections of RDS PostgreSQL with the default parameter group, which derives it from
+  # the instance memory (LEAST(DBInstanceClassMemory / 9531392, 5000)): approximations,
+  # rounded down, for common classes. Classes not listed are not checked.
+  db_max_connections = {
+    "db.t3.micro"   = 100
+    "db.t3.small"   = 200
+    "db.t3.medium"  = 400
+    "db.t3.large"   = 800
+    "db.t4g.micro"  = 100
+    "db.t4g.small"  = 200
+    "db.t4g.medium" = 400
+    "db.t4g.large"  = 800
+    "db.m5.large"   = 800
+    "db.m6g.large"  = 800
+    "db.m6i.large"  = 800
+    "db.m7g.large"  = 800
+  }
+
+  # Every API process (api_max_count tasks x mtai_workers) and every worker task at full
+  # scale, each with a full pool plus as many overflow connections.
+  db_connections_worst_case = (var.api_max_count * var.mtai_workers + var.worker_max_count) * 2 * var.db_pool_size
+}
+
+# A check warns (plan and apply go on) when full scale could exhaust the database's connections.
+check "database_connections" {
+  assert {
+    condition     = try(local.db_connections_worst_case < local.db_max_connections[var.db_instance_class], true)
+    error_message = "At full scale the API and worker could open ${local.db_connections_worst_case} database connections ((api_max_count x mtai_workers + worker_max_count) x 2 x db_pool_size), but ${var.db_instance_class} allows only about ${lookup(local.db_max_connections, var.db_instance_class, 0)} (max_connections). Raise db_instance_class, or lower db_pool_size, mtai_workers, api_max_count or worker_max_count."
+  }
 }
 
 # --- Autoscaling ---------------------------------------------------------------------

@@ -32,8 +32,12 @@ resource "aws_iam_role" "ecs_execution" {
 }
 
 locals {
-  # Exactly the secrets the containers receive (the database password alone is not one).
-  injected_secret_keys = ["database-url", "redis-url", "jwt-secret", "key-pepper", "encryption-key"]
+  # Exactly the secrets the containers receive (the database password alone is not one;
+  # admin-password goes to the API only, but both task definitions share this role).
+  injected_secret_keys = [
+    "database-url", "redis-url", "jwt-secret", "key-pepper", "encryption-key", "metrics-token",
+    "admin-password",
+  ]
 }
 
 data "aws_iam_policy_document" "ecs_execution" {

@@ -111,6 +111,16 @@ output "database_password_secret_arn" {
   value       = aws_secretsmanager_secret.app["database-password"].arn
 }
 
+output "admin_password_secret_arn" {
+  description = "ARN of the Secrets Manager secret <project_name>/admin-password: the first platform admin's password (aws secretsmanager get-secret-value --secret-id <this> --query SecretString --output text)."
+  value       = aws_secretsmanager_secret.app["admin-password"].arn
+}
+
+output "metrics_token_secret_arn" {
+  description = "ARN of the Secrets Manager secret <project_name>/metrics-token: the bearer token /metrics requires (Authorization: Bearer <token>)."
+  value       = aws_secretsmanager_secret.app["metrics-token"].arn
+}
+
 output "alarm_topic_arn" {
   description = "SNS topic the CloudWatch alarms publish to."
   value       = aws_sns_topic.alarms.arn

@@ -49,6 +49,8 @@ resource "aws_s3_bucket" "storage" {
   #checkov:skip=CKV_AWS_144:Cross-region replication is a disaster-recovery choice with its own cost; versioning and a 30-day noncurrent window protect against deletes here.
   #checkov:skip=CKV2_AWS_62:No consumer of S3 event notifications: the API enqueues ingestion itself after an upload.
   bucket = local.storage_bucket_name
+  # false: destroy stops at a non-empty bucket; true only for a teardown (variables.tf).
+  force_destroy = var.force_destroy_buckets
 
   tags = { Name = local.storage_bucket_name }
 }
@@ -169,6 +171,8 @@ resource "aws_s3_bucket" "logs" {
   #checkov:skip=CKV_AWS_145:ALB access logs and S3 server access logs only support SSE-S3 (AES256) on the destination bucket, not SSE-KMS.
   #checkov:skip=CKV2_AWS_62:Nothing consumes notifications for log objects.
   bucket = local.logs_bucket_name
+  # false: destroy stops at a non-empty bucket; true only for a teardown (variables.tf).
+  force_destroy = var.force_destroy_buckets
 
   tags = { Name = local.logs_bucket_name }
 }

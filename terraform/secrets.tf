@@ -7,7 +7,9 @@
 # running tasks keep the old one until they are replaced (scripts/build-and-deploy.sh or
 # `aws ecs update-service --force-new-deployment`). Rotating jwt_secret logs everybody out;
 # rotating key_pepper or encryption_key invalidates API keys and stored provider
-# credentials: do not rotate those two casually.
+# credentials: do not rotate those two casually. admin_password is read only by the very
+# first start on an empty database (MTAI_BOOTSTRAP_ADMIN_PASSWORD): replacing it later does
+# not change the admin's password. Rotating metrics_token needs the scraper's copy updated.
 
 # Alphanumeric only: safe inside postgresql:// URLs and accepted by RDS (which refuses
 # / @ " and spaces).
@@ -43,6 +45,23 @@ resource "random_password" "encryption_key" {
   override_special = "-_"
 }
 
+# The first platform admin's password (MTAI_BOOTSTRAP_ADMIN_PASSWORD): `mtai serve` uses it on
+# its first start and never prints it. Read it with
+# `aws secretsmanager get-secret-value --secret-id <project_name>/admin-password`.
+resource "random_password" "admin_password" {
+  length           = 32
+  special          = true
+  override_special = "-_"
+}
+
+# Bearer token that /metrics requires (MTAI_METRICS_TOKEN): the ALB forwards every path, so
+# without it the metrics would be public.
+resource "random_password" "metrics_token" {
+  length           = 48
+  special          = true
+  override_special = "-_"
+}
+
 locals {
   database_url = "postgresql://${var.db_username}:${random_password.db.result}@${aws_db_instance.main.address}:5432/${var.db_name}"
   redis_url    = "rediss://:${random_password.redis_auth.result}@${aws_elasticache_replication_group.redis.primary_endpoint_address}:6379/0"
@@ -56,6 +75,8 @@ locals {
     "jwt-secret"        = "MTAI_JWT_SECRET: HMAC key of access tokens"
     "key-pepper"        = "MTAI_KEY_PEPPER: secret mixed into API key hashes"
     "encryption-key"    = "MTAI_ENCRYPTION_KEY: key that encrypts tenants' provider credentials at rest"
+    "admin-password"    = "MTAI_BOOTSTRAP_ADMIN_PASSWORD: password of the first platform admin (var.admin_email), set on the first start"
+    "metrics-token"     = "MTAI_METRICS_TOKEN: bearer token that /metrics requires"
   }
 
   secret_values = {
@@ -65,6 +86,8 @@ locals {
     "jwt-secret"        = random_password.jwt_secret.result
     "key-pepper"        = random_password.key_pepper.result
     "encryption-key"    = random_password.encryption_key.result
+    "admin-password"    = random_password.admin_password.result
+    "metrics-token"     = random_password.metrics_token.result
   }
 }
 

@@ -412,6 +412,54 @@ def test_workflow_tests_everything_and_deploys_main_with_oidc() -> None:
     assert any("scripts/deploy.sh -auto-approve" in s.get("run", "") for s in deploy["steps"])
 
 
+def test_workflow_deploys_with_the_repository_variables_not_terraform_defaults() -> None:
+    deploy = workflow()["jobs"]["deploy"]
+    env = deploy["env"]
+    assert env["TF_VAR_project_name"] == "${{ vars.PROJECT_NAME }}"
+    assert env["TF_VAR_aws_region"] == "${{ vars.AWS_REGION }}"
+    assert env["TF_VAR_domain_name"] == "${{ vars.DOMAIN_NAME }}"
+    assert env["TF_VAR_route53_zone_id"] == "${{ vars.ROUTE53_ZONE_ID }}"
+    variables = (ROOT / "terraform" / "variables.tf").read_text()
+    for name in env:
+        if name.startswith("TF_VAR_"):
+            variable = name.removeprefix("TF_VAR_")
+            assert f'variable "{variable}" {{' in variables, f"{name}: no such Terraform variable"
+
+
+def test_workflow_stops_first_when_a_required_variable_is_empty() -> None:
+    steps = workflow()["jobs"]["deploy"]["steps"]
+    first = steps[0]
+    assert "uses" not in first, "the check must come before checkout and AWS credentials"
+    script = first["run"]
+    assert "::error::" in script
+    for name in ("PROJECT_NAME", "AWS_REGION", "AWS_ROLE_ARN"):
+        assert name in script, name
+
+    # The step reads the job's TF_VAR_project_name and AWS_REGION and its own AWS_ROLE_ARN.
+    assert first["env"] == {"AWS_ROLE_ARN": "${{ vars.AWS_ROLE_ARN }}"}
+
+    def run(**values: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ["PATH"], **values}
+        return subprocess.run(
+            ["bash", "-e", "-c", script], env=env, capture_output=True, text=True, timeout=10
+        )
+
+    complete = {
+        "TF_VAR_project_name": "mtai-prod",
+        "AWS_REGION": "eu-central-1",
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/deploy",
+    }
+    assert run(**complete).returncode == 0
+    for missing, variable in (
+        ("TF_VAR_project_name", "PROJECT_NAME"),
+        ("AWS_REGION", "AWS_REGION"),
+        ("AWS_ROLE_ARN", "AWS_ROLE_ARN"),
+    ):
+        result = run(**{**complete, missing: ""})
+        assert result.returncode == 1, missing
+        assert f"::error::Set the repository variable {variable}" in result.stdout
+
+
 def test_buildspec_runs_the_deploy_script() -> None:
     spec = yaml.safe_load((ROOT / "buildspec.yml").read_text())
     assert str(spec["version"]) == "0.2"

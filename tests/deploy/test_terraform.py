@@ -42,6 +42,8 @@ REQUIRED_OUTPUTS = frozenset(
         "codebuild_project_name",
         "aws_region",
         "database_url_secret_arn",
+        "admin_password_secret_arn",
+        "metrics_token_secret_arn",
     }
 )
 
@@ -381,6 +383,12 @@ def test_output_values_match_the_contract() -> None:
     assert (
         value["database_url_secret_arn"] == '${aws_secretsmanager_secret.app["database-url"].arn}'
     )
+    assert value["admin_password_secret_arn"] == (
+        '${aws_secretsmanager_secret.app["admin-password"].arn}'
+    )
+    assert value["metrics_token_secret_arn"] == (
+        '${aws_secretsmanager_secret.app["metrics-token"].arn}'
+    )
 
 
 def test_names_the_guide_and_scripts_rely_on() -> None:
@@ -616,6 +624,49 @@ def test_containers_log_to_the_ecs_group_with_the_ecs_prefix() -> None:
         assert logging["options"]["awslogs-group"] == "${aws_cloudwatch_log_group.app.name}"
 
 
+CONCAT_RE = re.compile(r"\$\{concat\(((?:local\.\w+)(?:, local\.\w+)*)\)\}")
+APP_SECRETS = {
+    "DATABASE_URL": '${aws_secretsmanager_secret.app["database-url"].arn}',
+    "REDIS_URL": '${aws_secretsmanager_secret.app["redis-url"].arn}',
+    "MTAI_JWT_SECRET": '${aws_secretsmanager_secret.app["jwt-secret"].arn}',
+    "MTAI_KEY_PEPPER": '${aws_secretsmanager_secret.app["key-pepper"].arn}',
+    "MTAI_ENCRYPTION_KEY": '${aws_secretsmanager_secret.app["encryption-key"].arn}',
+    "MTAI_METRICS_TOKEN": '${aws_secretsmanager_secret.app["metrics-token"].arn}',
+}
+ADMIN_PASSWORD_SECRET = '${aws_secretsmanager_secret.app["admin-password"].arn}'
+
+
+def list_locals(expression: str) -> list[str]:
+    """The local names behind a container's `environment` or `secrets`: `local.X` or
+    `local.X` = `concat(local.A, local.B, ...)`, expanded."""
+    match = re.fullmatch(r"\$\{local\.(\w+)\}", expression)
+    assert match, f"expected a local, got {expression}"
+    value = locals_()[match.group(1)]
+    if isinstance(value, list):
+        return [match.group(1)]
+    concat = CONCAT_RE.fullmatch(value)
+    assert concat, f"local.{match.group(1)} should be a list or a concat of locals: {value}"
+    return [part.removeprefix("local.") for part in concat.group(1).split(", ")]
+
+
+def container_settings(task: str, key: str) -> tuple[list[str], dict[str, Any]]:
+    """(local names, {name: value}) of a container's environment or secrets; the value of
+    an `environment` entry is `value`, of a `secrets` entry `valueFrom`. The for-expression
+    local `extra_environment` (var.extra_environment) is named but not evaluated."""
+    (raw,) = containers(task, resolved=False)
+    names = list_locals(raw[key])
+    field = "value" if key == "environment" else "valueFrom"
+    found: dict[str, Any] = {}
+    for name in names:
+        if name == "extra_environment":
+            continue
+        for item in locals_()[name]:
+            entry = unquote(item["name"])
+            assert entry not in found, f"{task}: {entry} set twice"
+            found[entry] = item[field]
+    return names, found
+
+
 def test_containers_get_the_contracted_environment_and_secrets() -> None:
     raw_environment = {
         unquote(item["name"]): item["value"] for item in locals_()["app_environment"]
@@ -623,8 +674,8 @@ def test_containers_get_the_contracted_environment_and_secrets() -> None:
     # Only the ALB, inside the VPC, may set X-Forwarded-For.
     assert raw_environment["MTAI_FORWARDED_ALLOW_IPS"] == "${var.vpc_cidr}"
     for task in ("api", "worker"):
-        (container,) = containers(task)
-        environment = {item["name"]: item["value"] for item in container["environment"]}
+        _, raw = container_settings(task, "environment")
+        environment = resolve(raw)
         assert environment["MTAI_ENV"] == "production"
         assert environment["MTAI_HOST"] == "0.0.0.0"  # noqa: S104 - the container's bind
         assert environment["MTAI_PORT"] == "${tostring(local.app_port)}"
@@ -634,16 +685,93 @@ def test_containers_get_the_contracted_environment_and_secrets() -> None:
         assert environment["MTAI_QUEUE_BACKEND"] == "redis"
         assert environment["MTAI_LOG_LEVEL"] == "INFO"
         assert {"MTAI_S3_REGION", "AWS_REGION"} <= set(environment)
-        secrets = {item["name"]: item["valueFrom"] for item in container["secrets"]}
-        assert secrets == {
-            "DATABASE_URL": '${aws_secretsmanager_secret.app["database-url"].arn}',
-            "REDIS_URL": '${aws_secretsmanager_secret.app["redis-url"].arn}',
-            "MTAI_JWT_SECRET": '${aws_secretsmanager_secret.app["jwt-secret"].arn}',
-            "MTAI_KEY_PEPPER": '${aws_secretsmanager_secret.app["key-pepper"].arn}',
-            "MTAI_ENCRYPTION_KEY": '${aws_secretsmanager_secret.app["encryption-key"].arn}',
-        }
+        _, secrets = container_settings(task, "secrets")
+        expected = dict(APP_SECRETS)
+        if task == "api":
+            expected["MTAI_BOOTSTRAP_ADMIN_PASSWORD"] = ADMIN_PASSWORD_SECRET
+        assert secrets == expected
         assert not set(secrets) & set(environment)
     assert variables()["mtai_workers"]["default"] == 2
+
+
+def test_only_the_api_bootstraps_an_admin_from_its_secret_and_no_demo_tenant() -> None:
+    _, api = container_settings("api", "environment")
+    # Empty: no demo tenant, so no demo API key is printed to the logs in production.
+    assert api["MTAI_BOOTSTRAP_DEMO_TENANT"] == '""'
+    assert resolve(api["MTAI_BOOTSTRAP_DEMO_TENANT"]) == ""
+    assert api["MTAI_BOOTSTRAP_ADMIN_EMAIL"] == "${var.admin_email}"
+    assert unquote(variables()["admin_email"]["default"]) == "admin@mtai.local"
+    (validation,) = blocks(variables()["admin_email"], "validation")
+    assert "regex(" in validation["condition"]
+    _, api_secrets = container_settings("api", "secrets")
+    assert api_secrets["MTAI_BOOTSTRAP_ADMIN_PASSWORD"] == ADMIN_PASSWORD_SECRET
+    _, worker = container_settings("worker", "environment")
+    _, worker_secrets = container_settings("worker", "secrets")
+    assert not {name for name in worker if name.startswith("MTAI_BOOTSTRAP_")}
+    assert "MTAI_BOOTSTRAP_ADMIN_PASSWORD" not in worker_secrets
+
+
+def test_metrics_need_the_token_in_both_tasks() -> None:
+    for task in ("api", "worker"):
+        _, secrets = container_settings(task, "secrets")
+        assert secrets["MTAI_METRICS_TOKEN"] == (
+            '${aws_secretsmanager_secret.app["metrics-token"].arn}'
+        )
+
+
+def test_pool_size_comes_from_the_variable_and_fits_the_database() -> None:
+    for task in ("api", "worker"):
+        _, environment = container_settings(task, "environment")
+        assert environment["MTAI_DB_POOL_SIZE"] == "${tostring(var.db_pool_size)}"
+    pool = variables()["db_pool_size"]
+    assert pool["default"] == 5
+    description = unquote(pool["description"])
+    for name in ("api_max_count", "mtai_workers", "worker_max_count", "max_connections"):
+        assert name in description, name
+    worst = locals_()["db_connections_worst_case"]
+    assert worst == (
+        "${(var.api_max_count * var.mtai_workers + var.worker_max_count) * 2 * var.db_pool_size}"
+    )
+    for name in ("api_max_count", "worker_max_count", "mtai_workers", "db_instance_class"):
+        assert name in variables()
+    (check,) = list(top_blocks("check"))
+    (assertion,) = blocks(check['"database_connections"'], "assert")
+    assert "local.db_connections_worst_case" in assertion["condition"]
+    assert "local.db_max_connections[var.db_instance_class]" in assertion["condition"]
+    limits = {unquote(key): value for key, value in locals_()["db_max_connections"].items()}
+    assert limits["db.t4g.micro"] <= 100
+    # The defaults fit the default instance class.
+    defaults = {
+        name: variables()[name]["default"]
+        for name in ("api_max_count", "mtai_workers", "worker_max_count", "db_pool_size")
+    }
+    used = (
+        (defaults["api_max_count"] * defaults["mtai_workers"] + defaults["worker_max_count"])
+        * 2
+        * defaults["db_pool_size"]
+    )
+    assert used < limits[unquote(variables()["db_instance_class"]["default"])]
+
+
+def test_extra_environment_comes_last_and_refuses_terraform_and_secret_names() -> None:
+    terraform_set: set[str] = set()
+    for task in ("api", "worker"):
+        names, environment = container_settings(task, "environment")
+        assert names[-1] == "extra_environment"
+        assert names.count("extra_environment") == 1
+        _, secrets = container_settings(task, "secrets")
+        terraform_set |= set(environment) | set(secrets)
+    assert "var.extra_environment" in locals_()["extra_environment"]
+    variable = variables()["extra_environment"]
+    assert variable["default"] == {}
+    conditions = [validation["condition"] for validation in blocks(variable, "validation")]
+    refused = {name for text in conditions for name in re.findall(r'"([A-Z][A-Z0-9_]+)"', text)}
+    assert terraform_set <= refused, "extra_environment may override names Terraform sets"
+    (secretish,) = [text for text in conditions if "PASSWORD|" in text]
+    for word in (
+        "PASSWORD", "SECRET", "TOKEN", "KEY_PEPPER", "ENCRYPTION_KEY", "DATABASE_URL", "REDIS_URL",
+    ):  # fmt: skip
+        assert word in secretish, word
 
 
 def test_services_leave_image_and_count_to_the_deploy_scripts() -> None:
@@ -654,6 +782,8 @@ def test_services_leave_image_and_count_to_the_deploy_scripts() -> None:
         breaker = one_block(service, "deployment_circuit_breaker")
         assert breaker == {"enable": True, "rollback": True}
         assert unquote(service["launch_type"]) == "FARGATE"
+    # Startup imports the app and loads the embedding model; the image's HEALTHCHECK allows 90 s.
+    assert resource("aws_ecs_service", "api")["health_check_grace_period_seconds"] >= 90
     balancer = one_block(resource("aws_ecs_service", "api"), "load_balancer")
     assert resolve(balancer["container_name"]) == "backend"
     assert resolve(balancer["container_port"]) == 8000
@@ -706,13 +836,18 @@ def test_redis_encrypts_in_transit_and_at_rest_with_auth() -> None:
 def test_generated_credentials_are_url_safe() -> None:
     url_safe = set("-_.~")
     passwords = resources_of("random_password")
-    assert {"db", "redis_auth", "jwt_secret", "key_pepper", "encryption_key"} <= set(passwords)
+    assert {
+        "db", "redis_auth", "jwt_secret", "key_pepper", "encryption_key", "admin_password",
+        "metrics_token",
+    } <= set(passwords)  # fmt: skip
     for name, body in passwords.items():
         if body.get("special", True) is not False:
             allowed = set(unquote(body["override_special"]))
             assert allowed <= url_safe, f"random_password.{name} may produce URL-unsafe text"
         assert body["length"] >= 32, f"random_password.{name} is too short"
     assert passwords["encryption_key"]["length"] == 48
+    assert passwords["admin_password"]["length"] == 32
+    assert passwords["metrics_token"]["length"] == 48
     assert 16 <= passwords["redis_auth"]["length"] <= 128
     database_url = locals_()["database_url"]
     assert database_url.startswith('"postgresql://${var.db_username}:${random_password.db.result}@')
@@ -735,8 +870,16 @@ def test_secrets_manager_holds_the_contracted_secrets() -> None:
         "jwt-secret",
         "key-pepper",
         "encryption-key",
+        "admin-password",
+        "metrics-token",
     }
     assert set(locals_()["secret_values"]) == set(locals_()["secret_descriptions"])
+    values = {unquote(key): value for key, value in locals_()["secret_values"].items()}
+    assert values["admin-password"] == "${random_password.admin_password.result}"
+    assert values["metrics-token"] == "${random_password.metrics_token.result}"
+    # One resource for all: the same KMS key and recovery window for the new secrets too.
+    assert secret["kms_key_id"] == ref("aws_kms_key", "main", "arn")
+    assert secret["for_each"] == "${local.secret_descriptions}"
 
 
 # --- S3 --------------------------------------------------------------------------------
@@ -779,6 +922,9 @@ def test_every_bucket_is_private_versioned_and_encrypted() -> None:
         assert unquote(default["sse_algorithm"]) in {"AES256", "aws:kms"}
         ownership = one_block(resource("aws_s3_bucket_ownership_controls", name), "rule")
         assert unquote(ownership["object_ownership"]) == "BucketOwnerEnforced"
+        # Destroy keeps non-empty buckets unless the variable says otherwise.
+        assert resource("aws_s3_bucket", name)["force_destroy"] == "${var.force_destroy_buckets}"
+    assert variables()["force_destroy_buckets"]["default"] is False
 
 
 def test_bucket_policies_deny_plain_http() -> None:
@@ -882,7 +1028,16 @@ def test_execution_role_reads_exactly_the_injected_secrets() -> None:
         "jwt-secret",
         "key-pepper",
         "encryption-key",
+        "metrics-token",
+        "admin-password",
     }
+    injected = set(APP_SECRETS.values()) | {ADMIN_PASSWORD_SECRET}
+    keys: set[str] = set()
+    for arn in injected:
+        match = re.search(r'app\["([a-z-]+)"\]', arn)
+        assert match, arn
+        keys.add(match.group(1))
+    assert keys == set(map(unquote, locals_()["injected_secret_keys"]))
 
 
 def test_no_policy_grants_wildcard_actions() -> None:

@@ -85,20 +85,20 @@ export function useAction(): {
 }
 
 export function CopyButton({ text, label = "Copy" }: { text: string; label?: string }) {
-  const [copied, setCopied] = useState(false);
+  const [state, setState] = useState<"idle" | "copied" | "refused">("idle");
   const copy = async () => {
     try {
       await navigator.clipboard.writeText(text);
-      setCopied(true);
+      setState("copied");
     } catch {
-      // Clipboard refused (an insecure origin): select the text so Ctrl+C works.
-      const field = document.querySelector<HTMLInputElement>(`input[value="${CSS.escape(text)}"]`);
-      field?.select();
+      // The clipboard API needs a secure origin (https or localhost).
+      setState("refused");
     }
   };
+  const shown = { idle: label, copied: "Copied", refused: "Select the text and press Ctrl+C" }[state];
   return (
     <button type="button" onClick={() => void copy()} aria-live="polite">
-      {copied ? "Copied" : label}
+      {shown}
     </button>
   );
 }

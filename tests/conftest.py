@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -271,6 +273,18 @@ def deployment_env(settings: Settings, **extra: str) -> dict[str, str]:
         "MTAI_LOG_LEVEL": "WARNING",
         **extra,
     }
+
+
+def run_mtai(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The `mtai` command as an operator runs it, against the test deployment."""
+    return subprocess.run(
+        [sys.executable, "-m", "mtai", *args],
+        env=deployment_env(settings, **env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import { Knowledge } from "./pages/Knowledge";
 import { Usage } from "./pages/Usage";
 import { Audit } from "./pages/Audit";
 import { PromptLogs } from "./pages/PromptLogs";
+import { PasswordDialog } from "./components/PasswordDialog";
 
 interface Route {
   path: string;
@@ -77,6 +78,7 @@ function Nav({ routes, current, onNavigate }: { routes: Route[]; current: string
 function Shell({ session }: { session: Session }) {
   const path = usePath();
   const [menuOpen, setMenuOpen] = useState(false);
+  const [passwordOpen, setPasswordOpen] = useState(false);
   const routes = routesFor(session);
   const route = routes.find((r) => r.path === path);
   const { tenant, role } = tenantOf(session);
@@ -108,10 +110,14 @@ function Shell({ session }: { session: Session }) {
             Back to platform
           </button>
         )}
+        <button type="button" onClick={() => setPasswordOpen(true)}>
+          Password
+        </button>
         <button type="button" onClick={() => endSession()}>
           Log out
         </button>
       </header>
+      <PasswordDialog open={passwordOpen} onClose={() => setPasswordOpen(false)} />
       <aside id="sidebar" className={menuOpen ? "open" : ""}>
         <Nav routes={routes} current={path} onNavigate={() => setMenuOpen(false)} />
       </aside>

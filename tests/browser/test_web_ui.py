@@ -209,6 +209,19 @@ async def test_platform_admin_to_tenant_owner_journey(
     await expect(nav.get_by_role("link")).to_have_text(["Chat", "Knowledge bases"])
     await screenshot(page, "18-member-chat")
 
+    # The member replaces the initial password, and logs in with the new one.
+    await page.get_by_role("button", name="Password").click()
+    dialog = page.get_by_role("dialog", name="Change password")
+    await dialog.get_by_label("Current password").fill(ana_password)
+    await dialog.get_by_label("New password (12 characters or more)").fill("ana-own-passphrase")
+    await dialog.get_by_label("New password again").fill("ana-own-passphrase")
+    await dialog.get_by_role("button", name="Change password").click()
+    await expect(dialog.get_by_role("status")).to_contain_text("Your password is changed")
+    await screenshot(page, "19-password-changed")
+    await page.keyboard.press("Escape")
+    await log_out(page)
+    await log_in(page, f"ana@{slug}.example", "ana-own-passphrase")
+
 
 async def token_of(page: Page) -> str:
     token: str = await page.evaluate("JSON.parse(sessionStorage.getItem('mtai.session')).token")

@@ -379,6 +379,7 @@ def test_build_and_deploy_documents_its_environment() -> None:
 def test_subnet_lists_are_normalised() -> None:
     # The deploy scripts need jq; so does this test (Debian: apt-get install jq).
     assert shutil.which("jq") is not None, "jq is not installed: apt-get install jq"
+
     def normalise(raw: str) -> str:
         lib = shlex.quote(str(ROOT / "scripts" / "lib.sh"))
         script = f"source {lib}; normalize_subnets {shlex.quote(raw)}"

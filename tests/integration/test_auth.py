@@ -336,3 +336,47 @@ async def test_a_platform_admin_in_a_tenant_can_still_log_in_to_the_platform(
     )
     assert refused.status_code == 403
     assert refused.json()["code"] == "not_platform_admin"
+
+
+async def test_users_change_their_own_password(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    url = "/api/v1/auth/password"
+    new = "a-brand-new-passphrase"
+    wrong = await client.post(
+        url, json={"current_password": "nope", "new_password": new}, headers=tenant_a.owner
+    )
+    assert wrong.status_code == 403
+    assert wrong.json()["code"] == "wrong_password"
+    short = await client.post(
+        url,
+        json={"current_password": tenant_a.owner_password, "new_password": "short"},
+        headers=tenant_a.owner,
+    )
+    assert short.status_code == 422
+    assert "at least 12" in short.json()["detail"]
+    by_key = await client.post(
+        url,
+        json={"current_password": tenant_a.owner_password, "new_password": new},
+        headers=tenant_a.api_key,
+    )
+    assert by_key.status_code == 403
+    assert by_key.json()["code"] == "password_needs_login"
+
+    changed = await client.post(
+        url,
+        json={"current_password": tenant_a.owner_password, "new_password": new},
+        headers=tenant_a.owner,
+    )
+    assert changed.status_code == 204, changed.text
+    old = await client.post(
+        "/api/v1/auth/login",
+        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password},
+    )
+    assert old.status_code == 401
+    assert await login(client, tenant_a.owner_email, new)
+    audit = await client.get(
+        "/api/v1/admin/audit", params={"action": "user.password_change"}, headers=tenant_a.owner
+    )
+    assert audit.json()["total"] == 1
+    assert "a-brand-new" not in audit.text

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import time
 
 import httpx
 
 from mtai.config import Settings
-from tests.conftest import deployment_env
+from tests.conftest import run_mtai as mtai
 from tests.support.s3_server import S3Server, create_bucket
-
-
-def mtai(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = deployment_env(settings, **env)
-    return subprocess.run(
-        [sys.executable, "-m", "mtai", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def wait_status(client: httpx.AsyncClient, key: str, status: int) -> httpx.Response:

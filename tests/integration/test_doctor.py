@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,20 +21,13 @@ from mtai.runtime import Runtime
 from mtai.services.catalog import ModelDefinition, ModelSpec
 from mtai.services.doctor import memory, redis
 from mtai.services.principal import operator
-from tests.conftest import add_model, deployment_env, make_settings
+from tests.conftest import add_model, make_settings, run_mtai
 from tests.support.fake_upstreams import FakeUpstream
 from tests.support.redis_server import free_port
 
 
 def doctor(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mtai", "doctor", *args],
-        env=deployment_env(settings, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_mtai(settings, "doctor", *args, **env)
 
 
 def redis_settings(settings: Settings, url: str, **overrides: str) -> Settings:

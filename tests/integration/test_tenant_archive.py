@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from mtai.config import Settings
 from mtai.db.migrate import upgrade
 from mtai.db.repositories import tenant_rows
 from mtai.runtime import Runtime
-from tests.conftest import TenantFixture, deployment_env, make_settings
+from tests.conftest import TenantFixture, make_settings, run_mtai
 from tests.integration.test_rag import GARDEN, LIGHTHOUSE, upload_text, wait_done
 from tests.support.postgres import fresh_database
 
@@ -29,14 +28,7 @@ QUERIES = ("fog horn compressed air", "how long does compost take", "diaphone")
 
 
 def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mtai", "tenant", *args],
-        env=deployment_env(settings, **env),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_mtai(settings, "tenant", *args, **env)
 
 
 async def searches(client: httpx.AsyncClient, headers: dict[str, str]) -> list[Any]:

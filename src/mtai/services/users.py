@@ -91,6 +91,37 @@ class UserService:
             raise Unauthorized("This account no longer exists.")
         return user
 
+    async def change_password(
+        self, actor: Principal, current_password: str, new_password: str
+    ) -> None:
+        """A logged-in user replaces their own password (API keys cannot)."""
+        if actor.user_id is None or actor.api_key_id is not None:
+            raise Forbidden(
+                "Change a password while logged in with it (POST /api/v1/auth/login), not with "
+                "an API key.",
+                code="password_needs_login",
+            )
+        user = await self.own_account(actor.user_id)
+        if not await passwords.verify_password(user.password_hash, current_password):
+            raise Forbidden("The current password is wrong.", code="wrong_password")
+        passwords.check_strength(new_password)
+        if new_password == current_password:
+            raise InvalidInput("The new password is the current one: choose another.")
+        async with self.db.platform() as session:
+            found = await users_repo.get(session, user.id)
+            assert found is not None
+            await users_repo.update(
+                session, found, password_hash=await passwords.hash_password(new_password)
+            )
+            await audit.record(
+                session,
+                actor,
+                "user.password_change",
+                tenant_id=actor.tenant_id,
+                target_type="user",
+                target_id=user.id,
+            )
+
     async def create_account(
         self,
         actor: Principal,

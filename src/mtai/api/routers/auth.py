@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, status
 from pydantic import Field
 
 from mtai.api.deps import PrincipalDep, RuntimeDep
@@ -91,6 +91,29 @@ async def login(
         tenants=refs,
     )
     return LoginResponse(access_token=result.access_token, expires_in=result.expires_in, user=user)
+
+
+class PasswordChange(StrictModel):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256, description="12+ characters.")
+
+
+@router.post(
+    "/password", status_code=status.HTTP_204_NO_CONTENT, summary="Change your own password"
+)
+async def change_password(
+    body: PasswordChange, principal: PrincipalDep, runtime: RuntimeDep, request: Request
+) -> None:
+    # Guessing the current password here is throttled like logging in.
+    if principal.user_id is not None:
+        account = await runtime.users.own_account(principal.user_id)
+        await runtime.limits.throttle_login(
+            account.email,
+            request.client.host if request.client else "unknown",
+            per_email=runtime.settings.login_attempts_per_email,
+            per_ip=runtime.settings.login_attempts_per_ip,
+        )
+    await runtime.users.change_password(principal, body.current_password, body.new_password)
 
 
 @router.get("/me", response_model=MeResponse)

@@ -61,7 +61,7 @@ class SearchOptions:
     queries: int = 200
     warmup: int = 20
     recall_queries: int = 100
-    ef_search: tuple[int, ...] = (HNSW_EF_SEARCH, 200, 400, 800)  # the first: the app's setting
+    ef_search: tuple[int, ...] = (HNSW_EF_SEARCH, 100, 400)  # the first: the app's setting
     # Recall again at the largest size with embedding-like vectors and real query embeddings.
     embedding_like_recall: bool = True
 
@@ -861,7 +861,8 @@ def findings(result: Json) -> list[str]:
             "synthetic: the embedding-like chunks, each the mean of ~8 random sentences, crowd "
             "closer together than real chunk embeddings are likely to, so real data may recall "
             "better; confirm on real embeddings before tuning. The index is built with "
-            "pgvector's defaults (m = 16, ef_construction = 64)."
+            "m = 32, ef_construction = 200 (migration 0006; pgvector's defaults, 16 and 64, "
+            "recalled 0.77 at ef_search 100 on the embedding-like set)."
         )
     return notes
 

@@ -36,8 +36,10 @@ def async_url(url: str) -> str:
     )
 
 
-# Candidates the HNSW graph walk keeps; searches ask for at most 100 nearest chunks.
-HNSW_EF_SEARCH = 100
+# Candidates the HNSW graph walk keeps (searches ask for at most 100 nearest chunks): with the
+# index parameters of migration 0006, recall@10 is 0.95 at 200 on the benchmark (0.91 at 100),
+# at about 1.5x the time of 100.
+HNSW_EF_SEARCH = 200
 
 
 class Database:

@@ -75,10 +75,10 @@ format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix src tests bench eval
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache frontend/node_modules src/mtai/web/dist
+	rm -rf $(VENV) .venv-checkov .venv-litellm .pytest_cache .mypy_cache .ruff_cache frontend/node_modules src/mtai/web/dist
 
-## Measure ingestion and search on this machine (embedded PostgreSQL, ~10 minutes on 2 cores):
-## writes bench/results/rag.json and docs/benchmarks.md.
+## Measure ingestion, search, gateway overhead (against LiteLLM), memory and cold start on this
+## machine (~30 minutes on 2 cores): writes bench/results/*.json and docs/benchmarks.md.
 .PHONY: bench
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench.run

@@ -18,6 +18,8 @@ COMMANDS = """\
 make bench                                   # installs the venv if needed, runs everything
 .venv/bin/python -m bench.run                # the same, without make
 .venv/bin/python -m bench.run --only rag_search   # one benchmark; the others' results are kept
+.venv/bin/python -m bench.run --only gateway      # installs wrk (apt) and LiteLLM (.venv-litellm)
+.venv/bin/python -m bench.run --only processes    # cold start and memory
 .venv/bin/python -m bench.run --quick --no-docs   # small sizes: checks the harness in ~2 minutes
 .venv/bin/python -m bench.report             # re-render this file from bench/results/*.json
 MTAI_BENCH_DATABASE_URL=postgresql://owner@host/postgres .venv/bin/python -m bench.run
@@ -27,7 +29,9 @@ MTAI_BENCH_DATABASE_URL=postgresql://owner@host/postgres .venv/bin/python -m ben
 Without `MTAI_BENCH_DATABASE_URL`, the run starts the embedded PostgreSQL (`mtai.db.embedded`)
 in a temporary directory on a free port, creates one database per benchmark, migrates it with
 `mtai.db.migrate.upgrade(url, "mtai_app")`, and drops the databases, stops the server and
-removes the directory at the end. Raw numbers: `bench/results/rag.json`.
+removes the directory at the end. The gateway and process benchmarks also need Redis at
+127.0.0.1:6379 (they flush only its database 7; `MTAI_BENCH_REDIS_URL` overrides it). Raw
+numbers: `bench/results/rag.json`, `gateway.json` and `processes.json`.
 
 To see where ingestion time goes, profile all threads with py-spy (from PyPI), e.g.:
 

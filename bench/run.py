@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import rag_ingest, rag_search, report
+from bench import gateway, processes, rag_ingest, rag_search, report
 from bench.common import (
     ROOT,
     CpuMeter,
@@ -58,9 +58,29 @@ async def _rag_search(url: str, quick: bool) -> Json:
     return await rag_search.run(url, options)
 
 
+async def _gateway(url: str, quick: bool) -> Json:
+    options = (
+        gateway.GatewayOptions(seconds=5, warmup_seconds=2, quiet_timeout=10)
+        if quick
+        else gateway.GatewayOptions()
+    )
+    return await gateway.run(url, options)
+
+
+async def _processes(url: str, quick: bool) -> Json:
+    options = (
+        processes.ProcessOptions(cold_starts=2, load_seconds=5, documents=2, quiet_timeout=10)
+        if quick
+        else processes.ProcessOptions()
+    )
+    return await processes.run(url, options)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "rag_ingest": Benchmark("rag", _rag_ingest),
     "rag_search": Benchmark("rag", _rag_search),
+    "gateway": Benchmark("gateway", _gateway),
+    "processes": Benchmark("processes", _processes),
 }
 
 

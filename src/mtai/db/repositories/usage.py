@@ -11,34 +11,35 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai.db.models import PromptLog, UsageDaily, UsageEvent
 
+# One statement each, executed with the rows as parameters: SQLAlchemy caches it and sends the
+# rows in batches (insertmanyvalues). `.values(rows)` built and compiled a new statement for
+# every flush, on the event loop, a stall of tens of milliseconds under load.
+_INSERT_EVENTS = (
+    insert(UsageEvent)
+    .on_conflict_do_nothing(index_elements=[UsageEvent.request_id])
+    .returning(UsageEvent.request_id)
+)
+_DAILY = insert(UsageDaily)
+_ADD_TO_DAILY = _DAILY.on_conflict_do_update(
+    index_elements=[UsageDaily.tenant_id, UsageDaily.day, UsageDaily.model],
+    set_={
+        name: getattr(UsageDaily, name) + _DAILY.excluded[name]
+        for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
+    },
+)
+
 
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Insert, skipping request ids already recorded; returns the rows actually inserted."""
     if not rows:
         return []
-    statement = (
-        insert(UsageEvent)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=[UsageEvent.request_id])
-        .returning(UsageEvent.request_id)
-    )
-    inserted = set((await session.execute(statement)).scalars())
+    inserted = set((await session.execute(_INSERT_EVENTS, rows)).scalars())
     return [row for row in rows if row["request_id"] in inserted]
 
 
 async def add_to_daily(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    statement = insert(UsageDaily).values(rows)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[UsageDaily.tenant_id, UsageDaily.day, UsageDaily.model],
-            set_={
-                name: getattr(UsageDaily, name) + statement.excluded[name]
-                for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
-            },
-        )
-    )
+    if rows:
+        await session.execute(_ADD_TO_DAILY, rows)
 
 
 async def insert_prompt_logs(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mtai.db.vectors import HNSW_EF_SEARCH
+
 # Values that people copy out of examples; refusing them in production is the point.
 WEAK_SECRETS = frozenset(
     {"", "secret", "changeme", "change-me", "change_me", "password", "dev", "test", "sk-1234"}
@@ -58,6 +60,13 @@ class Settings(BaseSettings):
         description="NOSUPERUSER NOBYPASSRLS role every app connection switches to (SET ROLE).",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per process.")
+    hnsw_ef_search: int = Field(
+        default=HNSW_EF_SEARCH,
+        ge=1,
+        le=1000,
+        description="Candidates vector search's HNSW walk keeps: higher finds more of the exact "
+        "nearest chunks, and takes longer.",
+    )
     embedded_pg_port: int = Field(
         default=54329, ge=1024, le=65535, description="Port of the embedded PostgreSQL (127.0.0.1)."
     )

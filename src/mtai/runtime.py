@@ -134,7 +134,10 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         )
     resolved = secrets.resolve(settings)
     db = Database(
-        settings.database_url, app_role=settings.db_app_role, pool_size=settings.db_pool_size
+        settings.database_url,
+        app_role=settings.db_app_role,
+        pool_size=settings.db_pool_size,
+        hnsw_ef_search=settings.hnsw_ef_search,
     )
     cache: AuthCache[object] = AuthCache(settings.auth_cache_ttl_seconds)
     last_used = LastUsedRecorder(db)

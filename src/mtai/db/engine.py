@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from mtai.db.rls import ident
+from mtai.db.vectors import HNSW_EF_SEARCH
 from mtai.errors import ConfigurationError
 
 _SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant_id, true)")
@@ -36,14 +37,16 @@ def async_url(url: str) -> str:
     )
 
 
-# Candidates the HNSW graph walk keeps (searches ask for at most 100 nearest chunks): with the
-# index parameters of migration 0006, recall@10 is 0.95 at 200 on the benchmark (0.91 at 100),
-# at about 1.5x the time of 100.
-HNSW_EF_SEARCH = 200
-
-
 class Database:
-    def __init__(self, url: str, *, app_role: str, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        app_role: str,
+        pool_size: int = 10,
+        hnsw_ef_search: int = HNSW_EF_SEARCH,
+    ) -> None:
+        self.pool_size = pool_size
         self.engine: AsyncEngine = create_async_engine(
             async_url(url),
             pool_size=pool_size,
@@ -59,7 +62,7 @@ class Database:
             cursor.execute(f"SET ROLE {role}")
             # Retrieval settings, per connection so that a search is one round trip. The
             # iterative scan keeps HNSW returning enough rows when RLS and filters drop many.
-            cursor.execute(f"SET hnsw.ef_search = {HNSW_EF_SEARCH}")
+            cursor.execute(f"SET hnsw.ef_search = {int(hnsw_ef_search)}")
             cursor.execute("SET hnsw.iterative_scan = 'relaxed_order'")
             cursor.close()
             # The driver opened a transaction for SET; a later rollback would undo the role.

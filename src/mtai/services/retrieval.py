@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai.db.engine import Database
 from mtai.db.models import Collection
 from mtai.db.repositories import chunks as chunks_repo
 from mtai.db.repositories import collections as collections_repo
-from mtai.db.repositories.chunks import Hit, Passage
+from mtai.db.repositories.chunks import Candidate, Passage
 from mtai.errors import NotFound
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.llm.base import Message, Source
 from mtai.services.principal import Principal, Scope
+from mtai.services.rank_fusion import Ranked, rank
+
+Vector = npt.NDArray[np.float32]
 
 # Each list that hybrid search fuses holds this many candidates (at least the limit asked).
 CANDIDATES = 50
@@ -39,6 +48,62 @@ class SearchQuery:
     collection_ids: list[uuid.UUID] | None = None  # None: every knowledge base of the tenant
     document_ids: list[uuid.UUID] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit(Passage):
+    score: float
+    vector_rank: int | None
+    keyword_rank: int | None
+
+    @classmethod
+    def of(cls, passage: Passage, ranked: Ranked) -> Hit:
+        return cls(
+            **asdict(passage),
+            score=ranked.score,
+            vector_rank=ranked.vector_rank,
+            keyword_rank=ranked.keyword_rank,
+        )
+
+
+@dataclass(frozen=True)
+class CandidateScope:
+    """Where a search looks, and how many candidates each of its lists holds."""
+
+    collection_ids: list[uuid.UUID]
+    document_ids: list[uuid.UUID] | None
+    metadata: dict[str, Any] | None
+    candidates: int
+
+    def filters(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _candidates(query: SearchQuery) -> int:
+    return max(CANDIDATES, query.limit)
+
+
+async def _ready(vector: Vector) -> Vector:
+    return vector
+
+
+class SpareConnections:
+    """How many searches may hold a second pooled connection at once. Bounded well below the
+    pool, so searches waiting for their second connection can never hold the whole pool; when
+    none is spare, a search runs both parts on one connection, one after the other."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def take(self) -> bool:
+        if self.in_use >= self.limit:
+            return False
+        self.in_use += 1
+        return True
+
+    def give_back(self) -> None:
+        self.in_use -= 1
 
 
 @dataclass(frozen=True)
@@ -68,15 +133,19 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 
 class Retriever:
-    def __init__(self, db: Database, embedders: EmbedderRegistry) -> None:
+    def __init__(
+        self, db: Database, embedders: EmbedderRegistry, spare_connections: int | None = None
+    ) -> None:
+        """`spare_connections`: searches that may run their keyword part on a second pooled
+        connection at once (default: half the pool)."""
         self.db = db
         self.embedders = embedders
+        limit = max(1, db.pool_size // 2) if spare_connections is None else spare_connections
+        self.spare = SpareConnections(limit)
 
-    async def _collections(
-        self, tenant_id: uuid.UUID, ids: list[uuid.UUID] | None
-    ) -> list[Collection]:
-        async with self.db.tenant(tenant_id) as session:
-            found = await collections_repo.many(session, ids)
+    @staticmethod
+    async def _collections(session: AsyncSession, ids: list[uuid.UUID] | None) -> list[Collection]:
+        found = await collections_repo.many(session, ids)
         if ids is not None:
             missing = set(ids) - {c.id for c in found}
             if missing:
@@ -86,35 +155,102 @@ class Retriever:
                 )
         return found
 
-    async def search(self, principal: Principal, query: SearchQuery) -> list[Hit]:
+    async def search(
+        self,
+        principal: Principal,
+        query: SearchQuery,
+        *,
+        embedded: Mapping[str, Vector] | None = None,
+    ) -> list[Hit]:
+        """`embedded`: the query's embedding by model name, when the caller has it already."""
         principal.require_scope(Scope.RAG_READ)
         tenant_id = principal.require_tenant()
-        collections = await self._collections(tenant_id, query.collection_ids)
-        # Vectors of different models are not comparable: one search per embedding model.
-        groups: dict[tuple[str, int], list[uuid.UUID]] = defaultdict(list)
-        for collection in collections:
-            groups[(collection.embedding_model, collection.embedding_dim)].append(collection.id)
-        vectors = {}
-        if query.mode is not SearchMode.KEYWORD:
-            for model, _dim in groups:
-                vectors[model] = (await self.embedders.get(model).aembed([query.query]))[0]
-        hits: list[Hit] = []
-        async with self.db.tenant(tenant_id) as session:
+        vectors = dict(embedded or {})
+        # Most knowledge bases use the default model: its embedding of the query starts now,
+        # alongside the lookup, and is dropped if no knowledge base searched uses it.
+        default = self.embedders.default_name
+        early = None
+        if query.mode is not SearchMode.KEYWORD and default not in vectors:
+            early = asyncio.create_task(self._embed(default, query.query))
+        try:
+            async with self.db.tenant(tenant_id) as session:
+                collections = await self._collections(session, query.collection_ids)
+            # Vectors of different models are not comparable: one search per embedding model.
+            groups: dict[tuple[str, int], list[uuid.UUID]] = defaultdict(list)
+            for collection in collections:
+                groups[(collection.embedding_model, collection.embedding_dim)].append(collection.id)
+            hits: list[Hit] = []
             for (model, dim), ids in groups.items():
-                hits += await chunks_repo.search(
-                    session,
-                    mode=query.mode.value,
-                    dim=dim,
-                    query_vector=vectors.get(model),
-                    query_text=query.query,
-                    collection_ids=ids,
-                    document_ids=query.document_ids,
-                    metadata=query.metadata or None,
-                    limit=query.limit,
-                    candidates=max(CANDIDATES, query.limit),
-                )
+                vector: Awaitable[Vector] | None
+                if query.mode is SearchMode.KEYWORD:
+                    vector = None
+                elif model in vectors:
+                    vector = _ready(vectors[model])
+                elif model == default and early is not None:
+                    vector = early
+                else:
+                    vector = self._embed(model, query.query)
+                hits += await self._search_group(tenant_id, query, dim, ids, vector)
+        finally:
+            if early is not None:
+                early.cancel()  # a no-op once it has finished
+                await asyncio.gather(early, return_exceptions=True)
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits[: query.limit]
+
+    async def _embed(self, model: str, text: str) -> Vector:
+        row: Vector = (await self.embedders.get(model).aembed([text]))[0]
+        return row
+
+    async def _search_group(
+        self,
+        tenant_id: uuid.UUID,
+        query: SearchQuery,
+        dim: int,
+        ids: list[uuid.UUID],
+        vector: Awaitable[Vector] | None,
+    ) -> list[Hit]:
+        """Search the knowledge bases of one embedding model. In hybrid mode the keyword part
+        runs on a connection of its own while the query is embedded and the vector part runs,
+        so the search takes about as long as the slower part, not the sum of both. No
+        connection is held while the query is embedded (a remote embedder may take a while)."""
+        scope = CandidateScope(ids, query.document_ids, query.metadata or None, _candidates(query))
+        wants_keyword = query.mode is not SearchMode.VECTOR
+        apart = None
+        if vector is not None and wants_keyword and self.spare.take():
+            apart = asyncio.create_task(self._keyword_candidates(tenant_id, query, scope))
+        try:
+            query_vector = await vector if vector is not None else None
+            async with self.db.tenant(tenant_id) as session:
+                vector_found = None
+                if query_vector is not None:
+                    vector_found = await chunks_repo.vector_candidates(
+                        session, dim=dim, query_vector=query_vector, **scope.filters()
+                    )
+                keyword_found = None
+                if apart is not None:
+                    keyword_found = await apart
+                elif wants_keyword:
+                    keyword_found = await chunks_repo.keyword_candidates(
+                        session, query_text=query.query, **scope.filters()
+                    )
+                ranked = rank(vector_found, keyword_found, query.limit)
+                found = await chunks_repo.passages(session, [r.chunk_id for r in ranked])
+        finally:
+            if apart is not None:
+                apart.cancel()  # a no-op once it has finished
+                await asyncio.gather(apart, return_exceptions=True)
+                self.spare.give_back()
+        # A chunk deleted between the two statements is left out rather than failing the search.
+        return [Hit.of(found[r.chunk_id], r) for r in ranked if r.chunk_id in found]
+
+    async def _keyword_candidates(
+        self, tenant_id: uuid.UUID, query: SearchQuery, scope: CandidateScope
+    ) -> list[Candidate]:
+        async with self.db.tenant(tenant_id) as session:
+            return await chunks_repo.keyword_candidates(
+                session, query_text=query.query, **scope.filters()
+            )
 
     async def passage(self, principal: Principal, chunk_id: uuid.UUID) -> Passage:
         """The full text of a passage, e.g. the one a citation names."""

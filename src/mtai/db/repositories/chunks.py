@@ -1,7 +1,5 @@
-"""Chunks (rag_chunks): replacing a document's chunks, and vector / keyword / hybrid search.
-
-Search is one statement whatever the mode: hybrid fuses the vector and the keyword candidate
-lists with reciprocal rank fusion inside PostgreSQL, so it costs one round trip.
+"""Chunks (rag_chunks): replacing a document's chunks, the vector and keyword candidate lists
+that search ranks and fuses (services/retrieval.py), and the passages it returns.
 """
 
 from __future__ import annotations
@@ -19,10 +17,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai.db.vectors import INDEXED_DIMENSIONS
-
-# Reciprocal rank fusion's damping constant. Cormack et al. (2009) use 60; on the shipped
-# evaluation set 10 ranked better on every metric (docs/rag.md has both measurements).
-RRF_K = 10
 
 _INSERT = text(
     "INSERT INTO rag_chunks (id, tenant_id, collection_id, document_id, ordinal, text, heading, "
@@ -56,13 +50,6 @@ class Passage:
     page: int | None
     ordinal: int
     metadata: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Hit(Passage):
-    score: float
-    vector_rank: int | None
-    keyword_rank: int | None
 
 
 def chunk_id(document_id: uuid.UUID, ordinal: int) -> uuid.UUID:
@@ -110,6 +97,14 @@ async def replace(
     )
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One entry of a ranked candidate list: vector (cosine similarity) or keyword (ts_rank)."""
+
+    chunk_id: uuid.UUID
+    score: float
+
+
 def _filters(document_ids: bool, metadata: bool) -> str:
     clauses = ["collection_id = ANY(:collection_ids)"]
     if document_ids:
@@ -119,7 +114,7 @@ def _filters(document_ids: bool, metadata: bool) -> str:
     return " AND ".join(clauses)
 
 
-def _vector_cte(dim: int, where: str) -> str:
+def _vector_statement(dim: int, document_ids: bool, metadata: bool) -> str:
     if dim not in INDEXED_DIMENSIONS:
         # No HNSW index for this size: the same ordering, computed exactly.
         distance = "embedding <=> CAST(:query_vector AS vector)"
@@ -127,81 +122,36 @@ def _vector_cte(dim: int, where: str) -> str:
         # The expression and the embedding_dim predicate must match the partial index.
         distance = f"(embedding::vector({dim})) <=> CAST(:query_vector AS vector({dim}))"
     return (
-        "vec AS (SELECT id, row_number() OVER (ORDER BY distance, id) AS rank, "
-        "1 - distance AS score FROM ("
-        f"SELECT id, {distance} AS distance FROM rag_chunks "
-        f"WHERE embedding_dim = {dim} AND {where} ORDER BY distance LIMIT :candidates) v)"
+        f"SELECT id, 1 - distance FROM (SELECT id, {distance} AS distance FROM rag_chunks "
+        f"WHERE embedding_dim = {dim} AND {_filters(document_ids, metadata)} "
+        "ORDER BY distance LIMIT :candidates) v ORDER BY distance, id"
     )
 
 
-def _keyword_cte(document_ids: bool, metadata: bool) -> str:
+def _keyword_statement(document_ids: bool, metadata: bool) -> str:
     # The keyword candidates come from a function that reads rag_chunks as its owner, through
-    # the GIN index, filtered on the transaction's tenant (migration 0005 says why).
+    # the GIN index, filtered on the transaction's tenant (migrations 0005 and 0007 say why).
     documents = "CAST(:document_ids AS uuid[])" if document_ids else "NULL::uuid[]"
     contains = "CAST(:metadata AS jsonb)" if metadata else "NULL::jsonb"
     return (
-        "kw AS (SELECT id, row_number() OVER (ORDER BY score DESC, id) AS rank, score FROM "
-        "mtai_keyword_candidates(CAST(:collection_ids AS uuid[]), CAST(:query_text AS text), "
-        f"CAST(:candidates AS integer), {documents}, {contains}) k)"
+        "SELECT id, score FROM mtai_keyword_candidates(CAST(:collection_ids AS uuid[]), "
+        f"CAST(:query_text AS text), CAST(:candidates AS integer), {documents}, {contains}) "
+        "ORDER BY score DESC, id"
     )
 
 
-def _statement(mode: str, dim: int, document_ids: bool, metadata: bool) -> str:
-    where = _filters(document_ids, metadata)
-    keyword = _keyword_cte(document_ids, metadata)
-    if mode == "vector":
-        ctes = [_vector_cte(dim, where)]
-        fused = "SELECT id, score, rank AS vector_rank, NULL::bigint AS keyword_rank FROM vec"
-    elif mode == "keyword":
-        ctes = [keyword]
-        fused = "SELECT id, score, NULL::bigint AS vector_rank, rank AS keyword_rank FROM kw"
-    else:
-        ctes = [_vector_cte(dim, where), keyword]
-        fused = (
-            "SELECT coalesce(vec.id, kw.id) AS id, "
-            f"coalesce(1.0 / ({RRF_K} + vec.rank), 0) + coalesce(1.0 / ({RRF_K} + kw.rank), 0) "
-            "AS score, vec.rank AS vector_rank, kw.rank AS keyword_rank "
-            "FROM vec FULL OUTER JOIN kw ON vec.id = kw.id"
-        )
-    # The winners are picked before the join, so that the chunks and documents are fetched
-    # by primary key for `limit` rows (joining all candidates made the planner scan the table).
-    return (
-        f"WITH {', '.join(ctes)}, fused AS ({fused}), "
-        "top AS (SELECT * FROM fused ORDER BY score DESC, id LIMIT :limit) "
-        "SELECT c.id, c.document_id, c.collection_id, d.title, c.text, c.heading, c.page, "
-        "c.ordinal, c.metadata, f.score, f.vector_rank, f.keyword_rank "
-        "FROM top f JOIN rag_chunks c ON c.id = f.id "
-        "JOIN rag_documents d ON d.id = c.document_id "
-        "ORDER BY f.score DESC, c.id"
-    )
-
-
-async def search(
+async def _candidates(
     session: AsyncSession,
+    sql: str,
+    params: dict[str, Any],
     *,
-    mode: str,
-    dim: int,
-    query_vector: npt.NDArray[np.float32] | None,
-    query_text: str,
     collection_ids: Sequence[uuid.UUID],
     document_ids: Sequence[uuid.UUID] | None,
     metadata: dict[str, Any] | None,
-    limit: int,
     candidates: int,
-) -> list[Hit]:
-    statement = text(_statement(mode, dim, document_ids is not None, bool(metadata))).bindparams(
-        bindparam("collection_ids", type_=ARRAY(UUID(as_uuid=True)))
-    )
-    params: dict[str, Any] = {
-        "collection_ids": list(collection_ids),
-        "limit": limit,
-        "candidates": candidates,
-    }
-    if mode != "keyword":
-        assert query_vector is not None
-        params["query_vector"] = vector_literal(query_vector)
-    if mode != "vector":
-        params["query_text"] = query_text
+) -> list[Candidate]:
+    statement = text(sql).bindparams(bindparam("collection_ids", type_=ARRAY(UUID(as_uuid=True))))
+    params |= {"collection_ids": list(collection_ids), "candidates": candidates}
     if document_ids is not None:
         statement = statement.bindparams(bindparam("document_ids", type_=ARRAY(UUID(as_uuid=True))))
         params["document_ids"] = list(document_ids)
@@ -209,35 +159,86 @@ async def search(
         statement = statement.bindparams(bindparam("metadata", type_=JSONB))
         params["metadata"] = metadata
     rows = (await session.execute(statement, params)).all()
-    return [
-        Hit(
-            chunk_id=r[0],
-            document_id=r[1],
-            collection_id=r[2],
-            title=r[3],
-            text=r[4],
-            heading=r[5],
-            page=r[6],
-            ordinal=r[7],
-            metadata=r[8],
-            score=float(r[9]),
-            vector_rank=r[10],
-            keyword_rank=r[11],
+    return [Candidate(r[0], float(r[1])) for r in rows]
+
+
+# Forces the HNSW walk (no plan may sort instead) for the rest of the transaction when the
+# knowledge bases are big enough for it to win; migration 0007 says why and when. Not with a
+# document or metadata filter: those are usually selective, and the walk would pass over most
+# of the graph to find a few chunks that an index on the filter finds directly.
+_CHOOSE_WALK = text(
+    "SELECT set_config('enable_sort', CASE WHEN :unfiltered AND "
+    "mtai_vector_walk(:collection_ids) THEN 'off' ELSE 'on' END, true)"
+).bindparams(bindparam("collection_ids", type_=ARRAY(UUID(as_uuid=True))))
+
+
+async def vector_candidates(
+    session: AsyncSession,
+    *,
+    dim: int,
+    query_vector: npt.NDArray[np.float32],
+    collection_ids: Sequence[uuid.UUID],
+    document_ids: Sequence[uuid.UUID] | None,
+    metadata: dict[str, Any] | None,
+    candidates: int,
+) -> list[Candidate]:
+    """The nearest chunks by cosine distance (HNSW), nearest first."""
+    if dim in INDEXED_DIMENSIONS:
+        unfiltered = document_ids is None and not metadata
+        await session.execute(
+            _CHOOSE_WALK, {"collection_ids": list(collection_ids), "unfiltered": unfiltered}
         )
-        for r in rows
-    ]
+    return await _candidates(
+        session,
+        _vector_statement(dim, document_ids is not None, bool(metadata)),
+        {"query_vector": vector_literal(query_vector)},
+        collection_ids=collection_ids,
+        document_ids=document_ids,
+        metadata=metadata,
+        candidates=candidates,
+    )
 
 
-_PASSAGE = text(
+async def keyword_candidates(
+    session: AsyncSession,
+    *,
+    query_text: str,
+    collection_ids: Sequence[uuid.UUID],
+    document_ids: Sequence[uuid.UUID] | None,
+    metadata: dict[str, Any] | None,
+    candidates: int,
+) -> list[Candidate]:
+    """The chunks full-text search ranks highest (ts_rank over any of the query's words)."""
+    return await _candidates(
+        session,
+        _keyword_statement(document_ids is not None, bool(metadata)),
+        {"query_text": query_text},
+        collection_ids=collection_ids,
+        document_ids=document_ids,
+        metadata=metadata,
+        candidates=candidates,
+    )
+
+
+_PASSAGES = text(
     "SELECT c.id, c.document_id, c.collection_id, d.title, c.text, c.heading, c.page, "
     "c.ordinal, c.metadata FROM rag_chunks c JOIN rag_documents d ON d.id = c.document_id "
-    "WHERE c.id = :chunk_id"
-).bindparams(bindparam("chunk_id", type_=UUID(as_uuid=True)))
+    "WHERE c.id = ANY(:chunk_ids)"
+).bindparams(bindparam("chunk_ids", type_=ARRAY(UUID(as_uuid=True))))
+
+
+async def passages(
+    session: AsyncSession, chunk_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Passage]:
+    """The chunks of `chunk_ids` that still exist, by id, fetched by primary key."""
+    if not chunk_ids:
+        return {}
+    rows = (await session.execute(_PASSAGES, {"chunk_ids": list(chunk_ids)})).all()
+    return {row[0]: Passage(*row) for row in rows}
 
 
 async def passage(session: AsyncSession, chunk_id: uuid.UUID) -> Passage | None:
-    row = (await session.execute(_PASSAGE, {"chunk_id": chunk_id})).first()
-    return Passage(*row) if row is not None else None
+    return (await passages(session, [chunk_id])).get(chunk_id)
 
 
 async def count(session: AsyncSession) -> int:

@@ -1,0 +1,121 @@
+"""How a search runs: in hybrid mode the keyword part on a second connection when one is spare
+(on the same connection otherwise: the same results either way, and the spare always comes
+back); knowledge bases of different embedding models searched together; the width of the HNSW
+walk from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import text
+
+from mtai.db.engine import Database
+from mtai.runtime import Runtime, open_runtime
+from mtai.services.documents import Upload
+from mtai.services.principal import ALL_SCOPES, Principal, Role
+from mtai.services.retrieval import Retriever, SearchMode, SearchQuery, SpareConnections
+from tests.conftest import TenantFixture
+from tests.integration.test_rag import GARDEN, LIGHTHOUSE, upload_text, wait_done
+from tests.support.fake_upstreams import FakeUpstream
+
+
+class Watched(SpareConnections):
+    """Says when a search has taken the spare connection."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.taken = asyncio.Event()
+
+    def take(self) -> bool:
+        got = super().take()
+        if got:
+            self.taken.set()
+        return got
+
+
+async def test_apart_and_together_find_the_same(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    for body in (LIGHTHOUSE, GARDEN):
+        created = await upload_text(client, tenant_a.owner, body)
+        await wait_done(client, tenant_a.owner, created["id"])
+    principal = Principal(tenant_id=tenant_a.id, role=Role.OWNER, scopes=ALL_SCOPES)
+    apart = Retriever(runtime.db, runtime.embedders)
+    together = Retriever(runtime.db, runtime.embedders, spare_connections=0)
+    for words in ("fog horn", "compost heap microbes", "lamp light beam", "weekly"):
+        query = SearchQuery(query=words, limit=5, mode=SearchMode.HYBRID)
+        found = [await r.search(principal, query) for r in (apart, together)]
+        assert found[0], words
+        assert [(h.chunk_id, h.score, h.vector_rank, h.keyword_rank) for h in found[0]] == [
+            (h.chunk_id, h.score, h.vector_rank, h.keyword_rank) for h in found[1]
+        ]
+    assert any(h.keyword_rank is not None and h.vector_rank is not None for h in found[0])
+    assert apart.spare.in_use == 0
+
+    # Cancelled while its keyword part is out (the client went away): the spare comes back.
+    apart.spare = watched = Watched(1)
+    task = asyncio.create_task(apart.search(principal, SearchQuery(query="fog signals")))
+    await asyncio.wait_for(watched.taken.wait(), 30)
+    assert watched.in_use == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert apart.spare.in_use == 0
+
+
+async def test_knowledge_bases_of_two_models_are_searched_together(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    tenant_a: TenantFixture,
+    fake_upstream: FakeUpstream,
+) -> None:
+    """The query is embedded once per model: early by the default model (MiniLM), and by the
+    OpenAI-compatible embedder for the knowledge base that uses it (8 dimensions, no index)."""
+    local = await upload_text(client, tenant_a.owner, LIGHTHOUSE)
+    await wait_done(client, tenant_a.owner, local["id"])
+    # Another process of the same deployment (same secrets), with an OpenAI-compatible embedder.
+    settings = runtime.settings.model_copy(
+        update={
+            "embedding_openai_base_url": f"{fake_upstream.base_url}/v1",
+            "embedding_openai_api_key": SecretStr("sk-test"),
+            "embedding_openai_model": "emb",
+            "embedding_openai_dimension": fake_upstream.embedding_dim,
+        }
+    )
+    principal = Principal(tenant_id=tenant_a.id, role=Role.OWNER, scopes=ALL_SCOPES)
+    async with open_runtime(settings) as other:
+        remote = await other.knowledge_bases.create(
+            principal, name="Remote", description="", embedding_model="openai/emb"
+        )
+        upload = Upload(GARDEN.encode(), "garden.txt", "text/plain", None, "", "Remote", {})
+        document = (await other.documents.upload(principal, upload)).document
+        deadline = time.monotonic() + 60
+        while (await other.documents.get(principal, document.id)).status != "ready":
+            assert time.monotonic() < deadline, "the remote-model document was not ingested"
+            await asyncio.sleep(0.1)
+        fake_upstream.reset()
+        hits = await other.retriever.search(
+            principal, SearchQuery(query="fog horn compost", limit=10, mode=SearchMode.HYBRID)
+        )
+    assert {h.collection_id for h in hits} == {
+        uuid.UUID(local["collection_id"]),
+        remote.id,
+    }
+    embedded = [r.json["input"] for r in fake_upstream.requests if r.path.endswith("/embeddings")]
+    assert embedded == [["fog horn compost"]]
+
+
+async def test_the_graph_walk_width_is_a_setting(runtime: Runtime, database_url: str) -> None:
+    async with runtime.db.unscoped() as session:
+        assert (await session.execute(text("SHOW hnsw.ef_search"))).scalar_one() == "300"
+    db = Database(database_url, app_role="mtai_app", pool_size=1, hnsw_ef_search=123)
+    try:
+        async with db.unscoped() as session:
+            assert (await session.execute(text("SHOW hnsw.ef_search"))).scalar_one() == "123"
+    finally:
+        await db.dispose()

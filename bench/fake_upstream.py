@@ -268,25 +268,18 @@ def main(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def running(port: int, latency_ms: float, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """The fake upstream in its own process on 127.0.0.1:port, stopped (by pid) afterwards."""
-    from bench.servers import stop_process, wait_http
+    from bench.servers import spawn, stop_process, wait_http
 
-    with log.open("wb") as out:
-        process = subprocess.Popen(  # noqa: S603  # our own module
-            [
-                sys.executable,
-                "-m",
-                "bench.fake_upstream",
-                "--port",
-                str(port),
-                "--latency-ms",
-                str(latency_ms),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=Path(__file__).resolve().parent.parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,
-        )
+    log.unlink(missing_ok=True)
+    process = spawn(
+        [
+            *(sys.executable, "-m", "bench.fake_upstream"),
+            *("--port", str(port), "--latency-ms", str(latency_ms)),
+        ],
+        log,
+        Path(__file__).resolve().parent.parent,
+        {**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health", process, log, timeout=30)
         yield process

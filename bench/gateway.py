@@ -43,6 +43,7 @@ from bench.servers import (
     mtai_serving,
     process_tree,
     provision,
+    spawn,
     stop_process,
     wait_for_workers,
     wait_http,
@@ -282,25 +283,15 @@ def litellm_serving(
         "PYTHONUNBUFFERED": "1",
     }
     log = work / "litellm.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(  # noqa: S603  # the venv's litellm
-            [
-                str(executable),
-                "--config",
-                str(config_path),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--num_workers",
-                str(workers),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=work,
-            env=env,
-            start_new_session=True,
-        )
+    process = spawn(
+        [
+            *(str(executable), "--config", str(config_path), "--host", "127.0.0.1"),
+            *("--port", str(port), "--num_workers", str(workers)),
+        ],
+        log,
+        work,
+        env,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/health/liveliness", process, log, timeout=180)
         wait_for_workers(process.pid, workers, timeout=120)

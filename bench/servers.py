@@ -355,21 +355,31 @@ async def provision(
         return Provisioned(principal.tenant_id, plaintext, MODEL)
 
 
+def spawn(
+    argv: Sequence[str], log: Path, cwd: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """A server in its own process group (so `stop_process` stops all of it), output appended
+    to `log`."""
+    with log.open("ab") as out:
+        return subprocess.Popen(  # noqa: S603  # argv of our own interpreter, modules and venvs
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+
+
 def start_mtai(
     config: MtaiConfig, command: Sequence[str], workers: int, log: Path
 ) -> subprocess.Popen[bytes]:
-    """`python -m mtai <command>` in its own process group, run from the data dir (so that no
-    `.env` of the work tree is read), output to `log`."""
+    """`python -m mtai <command>`, run from the data dir (so that no `.env` of the work tree is
+    read), output to `log`."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603  # our own interpreter and module
-            [sys.executable, "-m", "mtai", *command],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=config.data_dir,
-            env=config.env(workers),
-            start_new_session=True,
-        )
+    return spawn(
+        [sys.executable, "-m", "mtai", *command], log, config.data_dir, config.env(workers)
+    )
 
 
 def serve_command(port: int) -> list[str]:

@@ -211,3 +211,32 @@ async def test_a_common_word_does_not_select_candidates_by_itself(
         assert len(await candidates("harbour", 1)) == 1
         # With 50 asked (cap 1,000) "harbour" selects too: all 22 chunks are candidates.
         assert len(await candidates("harbour lighthouse", 50)) == 22
+
+
+async def test_the_words_together_select_at_most_the_cap(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    """With 1 candidate asked (cap 20), "osprey" (10 chunks) and "kestrel" (15) are each under
+    the cap but not together: the rarer selects alone, so the best kestrel chunk, which would
+    rank first, is not a candidate."""
+    uploads = [
+        await upload_text(client, tenant_a.owner, f"Kestrel kestrel kestrel kestrel, log {n}.")
+        for n in range(15)
+    ] + [
+        await upload_text(client, tenant_a.owner, f"An osprey flew by, log {n}.") for n in range(10)
+    ]
+    for created in uploads:
+        await wait_done(client, tenant_a.owner, created["id"])
+    call = text(
+        "SELECT c.text FROM mtai_keyword_candidates(CAST(:collections AS uuid[]), :query, :n) k "
+        "JOIN rag_chunks c ON c.id = k.id"
+    )
+    params = {"collections": [uuid.UUID(uploads[0]["collection_id"])], "query": "kestrel osprey"}
+    async with runtime.db.tenant(tenant_a.id) as session:
+        one = (await session.execute(call, params | {"n": 1})).scalars().all()
+        many = (await session.execute(call, params | {"n": 50})).scalars().all()
+    assert len(one) == 1
+    assert "osprey" in one[0]
+    # With 50 asked (cap 1,000) both words select, and a kestrel chunk ranks first.
+    assert len(many) == 25
+    assert "Kestrel" in many[0]

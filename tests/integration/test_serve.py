@@ -74,6 +74,20 @@ def test_serve_first_start_then_restart(tmp_path: Path, request: pytest.FixtureR
         assert f"mtai is starting at {base}" in output
         assert httpx.get(f"{base}/ping").json() == "pong"
         assert httpx.get(f"{base}/health").json()["checks"]["database"]["status"] == "ok"
+        shown = subprocess.run(
+            [
+                str(embedded._bin("psql")),
+                "-X",
+                "-tA",
+                "-c",
+                "SHOW shared_buffers",
+                f"postgresql://postgres@127.0.0.1:{pg_port}/postgres",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert shown.stdout.strip() == embedded.SHARED_BUFFERS
         login = httpx.post(
             f"{base}/api/v1/auth/login",
             json={"email": "admin@mtai.local", "password": password.group(1)},

@@ -23,6 +23,11 @@ log = get_logger(__name__)
 
 SYSTEM_USER = "embedded_postgres"
 DATABASE = "mtai"
+# PostgreSQL's default (128MB) holds the HNSW index of only ~60k chunks of 384 dimensions
+# (~2 KiB each); a search that misses it reads pages through the kernel and checksums them,
+# which made searches at 100k chunks twice as slow (docs/benchmarks.md). The memory is taken
+# only as pages are read.
+SHARED_BUFFERS = "1GB"
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ def start(pgdata: Path, port: int) -> EmbeddedPostgres:
                 f"Port {port} for the embedded PostgreSQL is taken. Set MTAI_EMBEDDED_PG_PORT to a "
                 "free port, or set DATABASE_URL to use an existing PostgreSQL with pgvector."
             )
-        options = f"-h 127.0.0.1 -p {port} -k {pgdata}"
+        options = f"-h 127.0.0.1 -p {port} -k {pgdata} -c shared_buffers={SHARED_BUFFERS}"
         _pg(
             [
                 str(_bin("pg_ctl")),

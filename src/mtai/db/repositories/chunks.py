@@ -119,8 +119,9 @@ def _vector_statement(dim: int, document_ids: bool, metadata: bool) -> str:
         # No HNSW index for this size: the same ordering, computed exactly.
         distance = "embedding <=> CAST(:query_vector AS vector)"
     else:
-        # The expression and the embedding_dim predicate must match the partial index.
-        distance = f"(embedding::vector({dim})) <=> CAST(:query_vector AS vector({dim}))"
+        # The expression and the embedding_dim predicate must match the partial index, which
+        # holds half-precision vectors (migration 0008).
+        distance = f"(embedding::halfvec({dim})) <=> CAST(:query_vector AS halfvec({dim}))"
     return (
         f"SELECT id, 1 - distance FROM (SELECT id, {distance} AS distance FROM rag_chunks "
         f"WHERE embedding_dim = {dim} AND {_filters(document_ids, metadata)} "

@@ -1,7 +1,7 @@
 """How a search runs: in hybrid mode the keyword part on a second connection when one is spare
 (on the same connection otherwise: the same results either way, and the spare always comes
 back); knowledge bases of different embedding models searched together; the width of the HNSW
-walk from the settings."""
+walk from the settings; the vector statement matches its HNSW index."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import time
 import uuid
 
 import httpx
+import numpy as np
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from mtai.db.engine import Database
+from mtai.db.repositories import chunks as chunks_repo
 from mtai.runtime import Runtime, open_runtime
 from mtai.services.documents import Upload
 from mtai.services.principal import ALL_SCOPES, Principal, Role
@@ -119,3 +122,29 @@ async def test_the_graph_walk_width_is_a_setting(runtime: Runtime, database_url:
             assert (await session.execute(text("SHOW hnsw.ef_search"))).scalar_one() == "123"
     finally:
         await db.dispose()
+
+
+async def test_the_vector_statement_matches_the_hnsw_index(
+    runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    """The statement's distance expression must be the partial index's (migration 0008), or
+    PostgreSQL silently scans every chunk instead: with scans and sorts priced out, the plan
+    still shows whether the index can serve it."""
+    sql = chunks_repo._vector_statement(384, document_ids=False, metadata=False)
+    explain = text(f"EXPLAIN {sql}").bindparams(
+        bindparam("collection_ids", type_=ARRAY(UUID(as_uuid=True)))
+    )
+    vector = np.full(384, 1 / np.sqrt(384), dtype=np.float32)
+    async with runtime.db.tenant(tenant_a.id) as session:
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        await session.execute(text("SET LOCAL enable_sort = off"))
+        rows = await session.execute(
+            explain,
+            {
+                "collection_ids": [uuid.uuid4()],
+                "query_vector": chunks_repo.vector_literal(vector),
+                "candidates": 50,
+            },
+        )
+        plan = "\n".join(row[0] for row in rows)
+    assert "Index Scan using rag_chunks_hnsw_384" in plan, plan

@@ -1,6 +1,7 @@
 # RDS PostgreSQL with pgvector: `mtai migrate` runs CREATE EXTENSION vector as the master
-# user (rds_superuser may create it on 15.2+). Private subnets only, TLS required
-# (rds.force_ssl), storage and Performance Insights encrypted with the project key.
+# user (rds_superuser may create it; 15.9+, 16.5+ and 17.1+ ship pgvector 0.8, which mtai
+# needs). Private subnets only, TLS required (rds.force_ssl), storage and Performance Insights
+# encrypted with the project key.
 
 locals {
   db_identifier = "${local.name}-db"

@@ -364,13 +364,13 @@ variable "log_retention_days" {
 # --- RDS PostgreSQL ------------------------------------------------------------------
 
 variable "db_engine_version" {
-  description = "RDS PostgreSQL version, 15.2 or newer (pgvector). A major version alone (\"16\") lets RDS pick its current default minor and keeps plans clean after automatic minor upgrades; a full version (\"16.4\") must still be offered by RDS for new instances, and RDS retires old minors."
+  description = "RDS PostgreSQL version: 15.9, 16.5, 17.1 or newer (they ship pgvector 0.8.0, which mtai needs). A major version alone (\"16\") lets RDS pick its current default minor and keeps plans clean after automatic minor upgrades; a full version (\"16.6\") must still be offered by RDS for new instances, and RDS retires old minors."
   type        = string
   default     = "16"
 
   validation {
-    condition     = can(regex("^(1[5-9]|[2-9][0-9])(\\.[0-9]+)?$", var.db_engine_version)) && !can(regex("^15\\.[01]$", var.db_engine_version))
-    error_message = "db_engine_version must be a PostgreSQL major (\"16\") or major.minor (\"16.6\") of 15.2 or later; pgvector needs 15.2+."
+    condition     = can(regex("^(1[5-9]|[2-9][0-9])(\\.[0-9]+)?$", var.db_engine_version)) && !can(regex("^(15\\.[0-8]|16\\.[0-4]|17\\.0)$", var.db_engine_version))
+    error_message = "db_engine_version must be a PostgreSQL major (\"16\") or major.minor (\"16.6\") of 15.9, 16.5, 17.1 or later: earlier minors ship a pgvector older than 0.8.0."
   }
 }
 

@@ -824,7 +824,7 @@ def test_rds_is_private_encrypted_backed_up_and_protected() -> None:
     assert db["multi_az"] == "${var.db_multi_az}"
     assert db["password"] == "${random_password.db.result}"
     major = unquote(variables()["db_engine_version"]["default"]).split(".")[0]
-    assert int(major) >= 15, "pgvector needs PostgreSQL 15.2+"
+    assert int(major) >= 15, "pgvector 0.8 needs PostgreSQL 15.9+, 16.5+ or 17.1+ on RDS"
 
 
 def test_redis_encrypts_in_transit_and_at_rest_with_auth() -> None:

@@ -17,11 +17,36 @@ from mtai.errors import ConfigurationError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 PGVECTOR_MISSING = (
-    "PostgreSQL at {where} has no pgvector extension available. Install it on that server "
-    "(Debian/Ubuntu: apt install postgresql-<major>-pgvector; Amazon RDS: PostgreSQL 15.2+ "
-    "ships it), or unset DATABASE_URL to use the embedded PostgreSQL that includes pgvector."
+    "PostgreSQL at {where} has no pgvector extension available. Install pgvector 0.8.0 or "
+    "newer on that server (Debian/Ubuntu: the postgresql-<major>-pgvector package of the "
+    "PostgreSQL project's apt repository; Amazon RDS: PostgreSQL 15.9+, 16.5+ or 17.1+), or "
+    "unset DATABASE_URL to use the embedded PostgreSQL that includes it."
+)
+# Half-precision HNSW indexes (migration 0008) need 0.7.0; iterative index scans, set on
+# every connection (db/engine.py), 0.8.0.
+PGVECTOR_MINIMUM = (0, 8, 0)
+OLD_PGVECTOR = (
+    "PostgreSQL at {where} offers pgvector {version}; mtai needs pgvector 0.8.0 or newer. "
+    "Upgrade the pgvector package on that server (Amazon RDS: PostgreSQL 15.9+, 16.5+ or "
+    "17.1+), then run `mtai migrate`, which updates the extension in the database."
 )
 OLD_POSTGRES = "PostgreSQL at {where} is version {version}; mtai needs PostgreSQL 15 or newer."
+_PGVECTOR_OFFERED = text(
+    "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
+)
+
+
+class ServerUnfit(ConfigurationError):
+    """The server cannot hold mtai's schema; `fix` says what to change, in a few words."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+def parse_version(text_version: str) -> tuple[int, ...]:
+    """'0.8.0' -> (0, 8, 0); a suffix such as '-dev' is ignored."""
+    return tuple(int(part) for part in text_version.split("-")[0].split("."))
 
 
 def alembic_config(url: str, app_role: str) -> Config:
@@ -51,17 +76,19 @@ async def check_server(url: str) -> None:
     try:
         async with engine.connect() as conn:
             version = int((await conn.execute(text("SHOW server_version_num"))).scalar_one())
-            available = (
-                await conn.execute(
-                    text("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")
-                )
-            ).scalar_one()
+            available = (await conn.execute(_PGVECTOR_OFFERED)).scalar_one_or_none()
     finally:
         await engine.dispose()
+    where = describe(url)
     if version < 150000:
-        raise ConfigurationError(OLD_POSTGRES.format(where=describe(url), version=version))
-    if not available:
-        raise ConfigurationError(PGVECTOR_MISSING.format(where=describe(url)))
+        raise ServerUnfit(OLD_POSTGRES.format(where=where, version=version), "upgrade PostgreSQL")
+    if available is None:
+        raise ServerUnfit(PGVECTOR_MISSING.format(where=where), "install pgvector on the server")
+    if parse_version(available) < PGVECTOR_MINIMUM:
+        raise ServerUnfit(
+            OLD_PGVECTOR.format(where=where, version=available),
+            "upgrade pgvector on the server to 0.8.0 or newer",
+        )
 
 
 async def current_revision(url: str) -> str | None:

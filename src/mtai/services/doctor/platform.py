@@ -12,7 +12,7 @@ from mtai.config import Environment, Settings, secret_problem
 from mtai.db import embedded
 from mtai.db.engine import Database
 from mtai.db.migrate import (
-    PGVECTOR_MISSING,
+    ServerUnfit,
     check_server,
     current_revision,
     describe,
@@ -121,16 +121,8 @@ async def database(settings: Settings) -> list[CheckResult]:
         ]
     except ConfigurationError as exc:
         reachable = CheckResult("database", True, f"reachable at {where}")
-        is_vector = str(exc) == PGVECTOR_MISSING.format(where=where)
-        return [
-            reachable,
-            CheckResult(
-                "pgvector",
-                False,
-                str(exc),
-                "install pgvector on the server" if is_vector else "upgrade PostgreSQL",
-            ),
-        ]
+        fix = exc.fix if isinstance(exc, ServerUnfit) else "check DATABASE_URL"
+        return [reachable, CheckResult("pgvector", False, str(exc), fix)]
     except (OSError, DBAPIError, InterfaceError, OperationalError, asyncpg.PostgresError) as exc:
         return [_explain_connect_error(exc, where)]
     results = [

@@ -39,6 +39,9 @@ def _rebuild(kind: str) -> None:
 
 
 def upgrade() -> None:
+    # The server's pgvector package may be newer than the extension this database was created
+    # with (`mtai migrate` refuses a package older than 0.8.0); halfvec needs 0.7.0.
+    op.execute("ALTER EXTENSION vector UPDATE")
     _rebuild("halfvec")
 
 

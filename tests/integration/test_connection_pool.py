@@ -1,4 +1,5 @@
-"""The pool's liveness check: idle connections are pinged before use, fresh ones are not."""
+"""The pool's liveness check: idle connections are pinged before use, ones used a moment ago
+are not."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from sqlalchemy.exc import DBAPIError
 
 from mtai.config import Settings
 from mtai.db.engine import Database
-
-pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture

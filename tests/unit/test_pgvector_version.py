@@ -14,6 +14,7 @@ from mtai.db.migrate import OLD_PGVECTOR, PGVECTOR_MINIMUM, parse_version
         ("0.7.4", False),  # halfvec, but no iterative index scans
         ("0.8.0", True),
         ("0.8.1-dev", True),
+        ("0.9.0rc1", True),
         ("0.10.0", True),  # compared as numbers, not as text
         ("1.0", True),
     ],

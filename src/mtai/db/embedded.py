@@ -23,10 +23,10 @@ log = get_logger(__name__)
 
 SYSTEM_USER = "embedded_postgres"
 DATABASE = "mtai"
-# PostgreSQL's default (128MB) holds the HNSW index of only ~60k chunks of 384 dimensions
-# (~2 KiB each); a search that misses it reads pages through the kernel and checksums them,
-# which made searches at 100k chunks twice as slow (docs/benchmarks.md). The memory is taken
-# only as pages are read.
+# PostgreSQL's default (128MB) holds little more than the HNSW index of 100k chunks of 384
+# dimensions (1.3 KiB each) and none of their table; a search reads the pages it misses
+# through the kernel and checksums them, which made searches at 100k chunks twice as slow
+# (docs/troubleshooting.md, "Search is slow"). The memory is taken only as pages are read.
 SHARED_BUFFERS = "1GB"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 from alembic import command
@@ -45,8 +46,8 @@ class ServerUnfit(ConfigurationError):
 
 
 def parse_version(text_version: str) -> tuple[int, ...]:
-    """'0.8.0' -> (0, 8, 0); a suffix such as '-dev' is ignored."""
-    return tuple(int(part) for part in text_version.split("-")[0].split("."))
+    """'0.8.0' -> (0, 8, 0); the numbers only, so '0.8.1-dev' or '0.9.0rc1' still compare."""
+    return tuple(int(number) for number in re.findall(r"\d+", text_version.split("-")[0]))
 
 
 def alembic_config(url: str, app_role: str) -> Config:

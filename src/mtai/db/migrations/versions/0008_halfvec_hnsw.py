@@ -40,8 +40,13 @@ def _rebuild(kind: str) -> None:
 
 def upgrade() -> None:
     # The server's pgvector package may be newer than the extension this database was created
-    # with (`mtai migrate` refuses a package older than 0.8.0); halfvec needs 0.7.0.
-    op.execute("ALTER EXTENSION vector UPDATE")
+    # with (`mtai migrate` refuses a package older than 0.8.0); halfvec needs 0.7.0. Only then,
+    # since updating needs the extension's owner, who may not be the one migrating.
+    op.execute(
+        "DO $$ BEGIN IF (SELECT installed_version IS DISTINCT FROM default_version "
+        "FROM pg_available_extensions WHERE name = 'vector') "
+        "THEN ALTER EXTENSION vector UPDATE; END IF; END $$"
+    )
     _rebuild("halfvec")
 
 

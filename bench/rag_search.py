@@ -937,8 +937,18 @@ def findings(result: Json) -> list[str]:
             "synthetic: the embedding-like chunks, each the mean of ~8 random sentences, crowd "
             "closer together than real chunk embeddings are likely to, so real data may recall "
             "better; confirm on real embeddings before tuning. The index is built with "
-            "m = 32, ef_construction = 200 (migration 0006; pgvector's defaults, 16 and 64, "
-            "recalled 0.77 at ef_search 100 on the embedding-like set)."
+            "m = 32, ef_construction = 200 over half-precision vectors (migrations 0006 and "
+            "0008; pgvector's defaults, 16 and 64, recalled 0.77 at ef_search 100 on the "
+            "embedding-like set)."
+        )
+    if sizes and "shared_buffers" in sizes[-1]["load"]:
+        load = sizes[-1]["load"]
+        notes.append(
+            f"At {load['chunks']:,} chunks the HNSW index takes {load['hnsw_mib']:.0f} MiB and "
+            f"the table {load['table_mib']:.0f} MiB; shared_buffers is "
+            f"{load['shared_buffers']} on this server. A walk copies the pages it misses there "
+            "from the kernel and checksums them: with PostgreSQL's default 128MB the walk at "
+            '100k chunks took twice as long (docs/troubleshooting.md, "Search is slow").'
         )
     measured = [(s["load"]["chunks"], "random", s) for s in sizes]
     if semantic and "latency" in semantic:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,8 +30,19 @@ from tests.support.postgres import fresh_database, test_server
 from tests.support.redis_server import running_tls_redis, shared_redis_url
 from tests.support.s3_server import S3Server, running_s3
 
+# The data dirs make_settings created (stores, spools, generated secrets): removed when the
+# run ends, once every server that used them has stopped.
+_DATA_DIRS: list[Path] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for path in _DATA_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
+
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
+    data_dir = Path(tempfile.mkdtemp(prefix="mtai-test-data-"))
+    _DATA_DIRS.append(data_dir)
     values: dict[str, Any] = {
         "env": "production",
         "database_url": database_url,
@@ -38,7 +50,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "key_pepper": secrets.token_urlsafe(48),
         "encryption_key": secrets.token_urlsafe(48),
         "db_pool_size": 5,
-        "data_dir": Path(tempfile.mkdtemp(prefix="mtai-test-data-")),
+        "data_dir": data_dir,
         "usage_flush_seconds": 0.1,
         # The whole suite logs in from one address; the per-email limit is what tests check.
         "login_attempts_per_ip": 1_000_000,

@@ -10,7 +10,7 @@ from mtai.db.migrate import OLD_PGVECTOR, PGVECTOR_MINIMUM, parse_version
 @pytest.mark.parametrize(
     ("offered", "enough"),
     [
-        ("0.4.1", False),  # Debian bookworm's own package
+        ("0.4.1", False),  # before halfvec
         ("0.7.4", False),  # halfvec, but no iterative index scans
         ("0.8.0", True),
         ("0.8.1-dev", True),

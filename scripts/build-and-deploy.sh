@@ -6,8 +6,9 @@
 #
 # Steps: tools check -> image tag sha-<12 hex of HEAD> (a dirty tree is refused) -> docker build
 # (linux/amd64) and push (skipped when ECR already has the tag) -> new revisions of the API
-# and worker task definitions with that image -> `mtai migrate` as a one-off Fargate task in
-# the private subnets (the deploy stops here if it fails; the old version keeps serving) ->
+# worker and migrate task definitions with that image -> `mtai migrate --create-logins` as a
+# one-off Fargate task of the migrate task definition (the only one with the RDS master's
+# credentials) in the private subnets (the deploy stops here if it fails; the old version keeps serving) ->
 # both services updated -> `aws ecs wait services-stable` -> the new revision is the one
 # running (not a circuit-breaker rollback) -> GET /ping through the ALB, with retries.
 #
@@ -21,8 +22,10 @@
 #   WORKER_SERVICE_NAME   the worker service
 #   API_TASK_FAMILY       task definition family of the API
 #   WORKER_TASK_FAMILY    task definition family of the worker
+#   MIGRATE_TASK_FAMILY   task definition family of the migration
 #   CONTAINER_NAME        the API's container in its task definition (default "backend")
 #   WORKER_CONTAINER_NAME the worker's container (default "worker")
+#   MIGRATE_CONTAINER_NAME the migration's container (default "migrate")
 #   PRIVATE_SUBNET_IDS    subnets of the migration task: JSON array or comma-separated
 #   SECURITY_GROUP_ID     security group of the tasks
 #   ALB_DNS_NAME          load balancer DNS name, for the /ping check (else output app_url,
@@ -53,7 +56,7 @@ cd "$SCRIPT_DIR/.."
 IMAGE_INPUTS=(Dockerfile .dockerignore pyproject.toml README.md src frontend)
 # Values without a default: when all are in the environment, Terraform is not needed.
 REQUIRED=(ecr_repository_url ecs_cluster_name ecs_service_name worker_service_name
-  api_task_family worker_task_family private_subnet_ids security_group_id)
+  api_task_family worker_task_family migrate_task_family private_subnet_ids security_group_id)
 
 check_tools() {
   local tools=(docker aws jq curl)
@@ -128,19 +131,20 @@ register_revision() {
     | del(.taskDefinitionArn, .revision, .status, .requiresAttributes, .compatibilities,
           .registeredAt, .registeredBy, .deregisteredAt)
     | if ($tags | length) > 0 then .tags = $tags else . end' <<<"$current")" ||
-    die "cannot prepare a new revision of '$family' with container '$container' (the names come from CONTAINER_NAME / WORKER_CONTAINER_NAME when set in the environment, else from Terraform)"
+    die "cannot prepare a new revision of '$family' with container '$container' (the names come from CONTAINER_NAME / WORKER_CONTAINER_NAME / MIGRATE_CONTAINER_NAME when set in the environment, else from Terraform)"
   awsr ecs register-task-definition --cli-input-json "$input" \
     --query 'taskDefinition.taskDefinitionArn' --output text
 }
 
-# migrate TASK_DEFINITION_ARN: runs `mtai migrate` once and fails loudly if it fails.
+# migrate TASK_DEFINITION_ARN: runs `mtai migrate --create-logins` once and fails loudly if it
+# fails.
 migrate() {
   local taskdef="$1" subnets network overrides result task_arn task_id deadline status=""
   local previous="" task exit_code reason group prefix stream
   subnets="$(normalize_subnets "$SUBNETS")"
   [[ -n "$subnets" ]] || die "no private subnets (PRIVATE_SUBNET_IDS / output private_subnet_ids)"
   network="awsvpcConfiguration={subnets=[$subnets],securityGroups=[$SECURITY_GROUP],assignPublicIp=DISABLED}"
-  overrides="$(jq -cn --arg name "$API_CONTAINER" '{containerOverrides: [{name: $name, command: ["mtai", "migrate"]}]}')"
+  overrides="$(jq -cn --arg name "$MIGRATE_CONTAINER" '{containerOverrides: [{name: $name, command: ["mtai", "migrate", "--create-logins"]}]}')"
   log "running migrations: one-off task of $taskdef"
   result="$(awsr ecs run-task --cluster "$CLUSTER" --task-definition "$taskdef" \
     --launch-type FARGATE --count 1 --started-by build-and-deploy \
@@ -161,19 +165,19 @@ migrate() {
     [[ "$status" == "$previous" ]] || log "migration task $task_id: $status"
     previous="$status"
   done
-  exit_code="$(jq -r --arg name "$API_CONTAINER" '.tasks[0].containers[] | select(.name == $name) | .exitCode // empty' <<<"$task")"
-  reason="$(jq -r --arg name "$API_CONTAINER" '[.tasks[0].stoppedReason, (.tasks[0].containers[] | select(.name == $name) | .reason)] | map(select(. != null)) | join("; ")' <<<"$task")"
+  exit_code="$(jq -r --arg name "$MIGRATE_CONTAINER" '.tasks[0].containers[] | select(.name == $name) | .exitCode // empty' <<<"$task")"
+  reason="$(jq -r --arg name "$MIGRATE_CONTAINER" '[.tasks[0].stoppedReason, (.tasks[0].containers[] | select(.name == $name) | .reason)] | map(select(. != null)) | join("; ")' <<<"$task")"
   if [[ "$exit_code" == 0 ]]; then
     log "migrations applied"
     return
   fi
   # Where its output went: the awslogs options of the container, else the contract's names.
   group="$(awsr ecs describe-task-definition --task-definition "$taskdef" --output json |
-    jq -r --arg name "$API_CONTAINER" '.taskDefinition.containerDefinitions[] | select(.name == $name) | .logConfiguration.options["awslogs-group"] // empty')" || true
+    jq -r --arg name "$MIGRATE_CONTAINER" '.taskDefinition.containerDefinitions[] | select(.name == $name) | .logConfiguration.options["awslogs-group"] // empty')" || true
   prefix="$(awsr ecs describe-task-definition --task-definition "$taskdef" --output json |
-    jq -r --arg name "$API_CONTAINER" '.taskDefinition.containerDefinitions[] | select(.name == $name) | .logConfiguration.options["awslogs-stream-prefix"] // empty')" || true
+    jq -r --arg name "$MIGRATE_CONTAINER" '.taskDefinition.containerDefinitions[] | select(.name == $name) | .logConfiguration.options["awslogs-stream-prefix"] // empty')" || true
   group="${group:-${LOG_GROUP_NAME:-}}"
-  stream="${prefix:-ecs}/$API_CONTAINER/$task_id"
+  stream="${prefix:-ecs}/$MIGRATE_CONTAINER/$task_id"
   if [[ -n "$group" ]]; then
     log "last lines of $group / $stream:"
     awsr logs get-log-events --log-group-name "$group" --log-stream-name "$stream" \
@@ -263,6 +267,8 @@ main() {
   WORKER_FAMILY="$(setting worker_task_family)"
   API_CONTAINER="$(setting container_name backend)"
   WORKER_CONTAINER="$(setting worker_container_name worker)"
+  MIGRATE_FAMILY="$(setting migrate_task_family)"
+  MIGRATE_CONTAINER="$(setting migrate_container_name migrate)"
   SECURITY_GROUP="$(setting security_group_id)"
   if [[ -n "${PRIVATE_SUBNET_IDS:-}" ]]; then
     SUBNETS="$PRIVATE_SUBNET_IDS"
@@ -271,7 +277,7 @@ main() {
   fi
   PING_URL="$(ping_base)/ping"
   TAG="$(image_tag)"
-  local image="$ECR_URL:$TAG" api_taskdef worker_taskdef
+  local image="$ECR_URL:$TAG" api_taskdef worker_taskdef migrate_taskdef
 
   log "deploying $image to cluster $CLUSTER ($REGION): services $API_SERVICE, $WORKER_SERVICE (containers $API_CONTAINER, $WORKER_CONTAINER)"
   build_and_push "$image"
@@ -280,8 +286,10 @@ main() {
   log "registered $api_taskdef"
   worker_taskdef="$(register_revision "$WORKER_FAMILY" "$WORKER_CONTAINER" "$image")"
   log "registered $worker_taskdef"
+  migrate_taskdef="$(register_revision "$MIGRATE_FAMILY" "$MIGRATE_CONTAINER" "$image")"
+  log "registered $migrate_taskdef"
 
-  migrate "$api_taskdef"
+  migrate "$migrate_taskdef"
 
   awsr ecs update-service --cluster "$CLUSTER" --service "$API_SERVICE" \
     --task-definition "$api_taskdef" --query 'service.serviceName' --output text >/dev/null

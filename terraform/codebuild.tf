@@ -32,22 +32,24 @@ locals {
   })
 
   codebuild_environment = {
-    AWS_ACCOUNT_ID        = local.account_id
-    PROJECT_NAME          = local.name
-    ECR_REPOSITORY_URL    = aws_ecr_repository.app.repository_url
-    ECR_REPOSITORY_NAME   = aws_ecr_repository.app.name
-    ECS_CLUSTER_NAME      = aws_ecs_cluster.main.name
-    ECS_SERVICE_NAME      = aws_ecs_service.api.name
-    WORKER_SERVICE_NAME   = aws_ecs_service.worker.name
-    API_TASK_FAMILY       = aws_ecs_task_definition.api.family
-    WORKER_TASK_FAMILY    = aws_ecs_task_definition.worker.family
-    CONTAINER_NAME        = local.api_container_name
-    WORKER_CONTAINER_NAME = local.worker_container_name
-    PRIVATE_SUBNET_IDS    = join(",", aws_subnet.private[*].id)
-    SECURITY_GROUP_ID     = aws_security_group.ecs_tasks.id
-    LOG_GROUP_NAME        = aws_cloudwatch_log_group.app.name
-    TARGET_GROUP_ARN      = aws_lb_target_group.api.arn
-    ALB_DNS_NAME          = aws_lb.main.dns_name
+    AWS_ACCOUNT_ID         = local.account_id
+    PROJECT_NAME           = local.name
+    ECR_REPOSITORY_URL     = aws_ecr_repository.app.repository_url
+    ECR_REPOSITORY_NAME    = aws_ecr_repository.app.name
+    ECS_CLUSTER_NAME       = aws_ecs_cluster.main.name
+    ECS_SERVICE_NAME       = aws_ecs_service.api.name
+    WORKER_SERVICE_NAME    = aws_ecs_service.worker.name
+    API_TASK_FAMILY        = aws_ecs_task_definition.api.family
+    WORKER_TASK_FAMILY     = aws_ecs_task_definition.worker.family
+    CONTAINER_NAME         = local.api_container_name
+    WORKER_CONTAINER_NAME  = local.worker_container_name
+    MIGRATE_TASK_FAMILY    = aws_ecs_task_definition.migrate.family
+    MIGRATE_CONTAINER_NAME = local.migrate_container_name
+    PRIVATE_SUBNET_IDS     = join(",", aws_subnet.private[*].id)
+    SECURITY_GROUP_ID      = aws_security_group.ecs_tasks.id
+    LOG_GROUP_NAME         = aws_cloudwatch_log_group.app.name
+    TARGET_GROUP_ARN       = aws_lb_target_group.api.arn
+    ALB_DNS_NAME           = aws_lb.main.dns_name
     # Base URL of the post-deploy /ping check (HTTPS on domain_name when it is set).
     APP_URL = local.app_url
   }
@@ -143,11 +145,11 @@ data "aws_iam_policy_document" "codebuild" {
     ]
   }
 
-  # The migration: a one-off task of the API task definition with `mtai migrate`.
+  # The migration: a one-off task of the migrate task definition (`mtai migrate --create-logins`).
   statement {
     sid       = "RunMigrationTask"
     actions   = ["ecs:RunTask"]
-    resources = ["${local.ecs_arn_prefix}:task-definition/${local.api_task_family}:*"]
+    resources = ["${local.ecs_arn_prefix}:task-definition/${local.migrate_task_family}:*"]
 
     condition {
       test     = "ArnEquals"
@@ -175,6 +177,7 @@ data "aws_iam_policy_document" "codebuild" {
     resources = [
       "${local.ecs_arn_prefix}:task-definition/${local.api_task_family}:*",
       "${local.ecs_arn_prefix}:task-definition/${local.worker_task_family}:*",
+      "${local.ecs_arn_prefix}:task-definition/${local.migrate_task_family}:*",
     ]
   }
 
@@ -185,6 +188,7 @@ data "aws_iam_policy_document" "codebuild" {
     resources = [
       "${local.ecs_arn_prefix}:task-definition/${local.api_task_family}:*",
       "${local.ecs_arn_prefix}:task-definition/${local.worker_task_family}:*",
+      "${local.ecs_arn_prefix}:task-definition/${local.migrate_task_family}:*",
       "${local.ecs_arn_prefix}:task/${local.cluster_name}/*",
     ]
 

@@ -61,6 +61,7 @@ locals {
     { name = "AWS_REGION", value = local.region },
     # Per process; see var.db_pool_size and check "database_connections" below.
     { name = "MTAI_DB_POOL_SIZE", value = tostring(var.db_pool_size) },
+    { name = "MTAI_DB_PLATFORM_POOL_SIZE", value = tostring(var.db_platform_pool_size) },
   ]
 
   # Only `mtai serve` (the API) makes the first platform admin, with the password from the
@@ -78,8 +79,11 @@ locals {
   api_environment    = concat(local.app_environment, local.api_bootstrap_environment, local.extra_environment)
   worker_environment = concat(local.app_environment, local.extra_environment)
 
+  # DATABASE_URL is the tenant login, a member of the app role only; MTAI_PLATFORM_DATABASE_URL
+  # the platform login. Neither is the RDS master (migrate_secrets below).
   app_secrets = [
     { name = "DATABASE_URL", valueFrom = aws_secretsmanager_secret.app["database-url"].arn },
+    { name = "MTAI_PLATFORM_DATABASE_URL", valueFrom = aws_secretsmanager_secret.app["platform-database-url"].arn },
     { name = "REDIS_URL", valueFrom = aws_secretsmanager_secret.app["redis-url"].arn },
     { name = "MTAI_JWT_SECRET", valueFrom = aws_secretsmanager_secret.app["jwt-secret"].arn },
     { name = "MTAI_KEY_PEPPER", valueFrom = aws_secretsmanager_secret.app["key-pepper"].arn },
@@ -93,6 +97,19 @@ locals {
   ]
 
   api_secrets = concat(local.app_secrets, local.api_bootstrap_secrets)
+
+  # The migrate task: the owner's URL for the migrations, and the two logins' URLs, whose
+  # users and passwords `mtai migrate --create-logins` creates or updates.
+  migrate_environment = [
+    { name = "MTAI_ENV", value = "production" },
+    { name = "MTAI_LOG_LEVEL", value = "INFO" },
+    { name = "AWS_REGION", value = local.region },
+  ]
+  migrate_secrets = [
+    { name = "MTAI_DATABASE_MIGRATION_URL", valueFrom = aws_secretsmanager_secret.app["migration-database-url"].arn },
+    { name = "DATABASE_URL", valueFrom = aws_secretsmanager_secret.app["database-url"].arn },
+    { name = "MTAI_PLATFORM_DATABASE_URL", valueFrom = aws_secretsmanager_secret.app["platform-database-url"].arn },
+  ]
 
   # Streams are <prefix>/<container>/<task id>: ecs/backend/<task-id>, ecs/worker/<task-id>.
   log_configuration = {
@@ -178,6 +195,37 @@ resource "aws_ecs_task_definition" "worker" {
       error_message = "worker_memory is outside the range Fargate allows for worker_cpu (256: 512-2048, 512: 1024-4096, 1024: 2048-8192, 2048: 4096-16384, 4096: 8192-30720, 8192: 16384-61440, 16384: 32768-122880)."
     }
   }
+}
+
+# `mtai migrate --create-logins`, run by scripts/build-and-deploy.sh as a one-off task before
+# each rollout: the only task definition with the RDS master's credentials. No task role: it
+# calls no AWS API.
+resource "aws_ecs_task_definition" "migrate" {
+  #checkov:skip=CKV_AWS_336:Alembic and the app's imports may write temporary files under /tmp; a read-only root filesystem would need a writable volume owned by the image's user, which Fargate bind mounts do not provide portably.
+  family                   = local.migrate_task_family
+  requires_compatibilities = ["FARGATE"]
+  network_mode             = "awsvpc"
+  cpu                      = tostring(var.api_cpu)
+  memory                   = tostring(var.api_memory)
+  execution_role_arn       = aws_iam_role.ecs_execution.arn
+
+  runtime_platform {
+    operating_system_family = "LINUX"
+    cpu_architecture        = "X86_64"
+  }
+
+  container_definitions = jsonencode([
+    {
+      name             = local.migrate_container_name
+      image            = local.image
+      essential        = true
+      command          = ["mtai", "migrate", "--create-logins"]
+      environment      = local.migrate_environment
+      secrets          = local.migrate_secrets
+      privileged       = false
+      logConfiguration = local.log_configuration
+    },
+  ])
 }
 
 resource "aws_ecs_service" "api" {
@@ -282,15 +330,16 @@ locals {
   }
 
   # Every API process (api_max_count tasks x mtai_workers) and every worker task at full
-  # scale, each with a full pool plus as many overflow connections.
-  db_connections_worst_case = (var.api_max_count * var.mtai_workers + var.worker_max_count) * 2 * var.db_pool_size
+  # scale, each with its two pools (tenant and platform logins) full, plus as many overflow
+  # connections.
+  db_connections_worst_case = (var.api_max_count * var.mtai_workers + var.worker_max_count) * 2 * (var.db_pool_size + var.db_platform_pool_size)
 }
 
 # A check warns (plan and apply go on) when full scale could exhaust the database's connections.
 check "database_connections" {
   assert {
     condition     = try(local.db_connections_worst_case < local.db_max_connections[var.db_instance_class], true)
-    error_message = "At full scale the API and worker could open ${local.db_connections_worst_case} database connections ((api_max_count x mtai_workers + worker_max_count) x 2 x db_pool_size), but ${var.db_instance_class} allows only about ${lookup(local.db_max_connections, var.db_instance_class, 0)} (max_connections). Raise db_instance_class, or lower db_pool_size, mtai_workers, api_max_count or worker_max_count."
+    error_message = "At full scale the API and worker could open ${local.db_connections_worst_case} database connections ((api_max_count x mtai_workers + worker_max_count) x 2 x (db_pool_size + db_platform_pool_size)), but ${var.db_instance_class} allows only about ${lookup(local.db_max_connections, var.db_instance_class, 0)} (max_connections). Raise db_instance_class, or lower db_pool_size, db_platform_pool_size, mtai_workers, api_max_count or worker_max_count."
   }
 }
 

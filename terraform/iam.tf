@@ -33,10 +33,11 @@ resource "aws_iam_role" "ecs_execution" {
 
 locals {
   # Exactly the secrets the containers receive (the database password alone is not one;
-  # admin-password goes to the API only, but both task definitions share this role).
+  # admin-password goes to the API only and migration-database-url to the migrate task only,
+  # but the task definitions share this role).
   injected_secret_keys = [
-    "database-url", "redis-url", "jwt-secret", "key-pepper", "encryption-key", "metrics-token",
-    "admin-password",
+    "database-url", "platform-database-url", "migration-database-url", "redis-url",
+    "jwt-secret", "key-pepper", "encryption-key", "metrics-token", "admin-password",
   ]
 }
 

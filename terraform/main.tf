@@ -41,9 +41,12 @@ locals {
   worker_task_family    = "${local.name}-worker"
   api_container_name    = "backend"
   worker_container_name = "worker"
-  app_port              = 8000
-  log_group_name        = "/ecs/${local.name}"
-  codebuild_name        = "${local.name}-backend-build"
+  # `mtai migrate --create-logins`, the only task that gets the RDS master's credentials.
+  migrate_task_family    = "${local.name}-migrate"
+  migrate_container_name = "migrate"
+  app_port               = 8000
+  log_group_name         = "/ecs/${local.name}"
+  codebuild_name         = "${local.name}-backend-build"
 
   https_enabled = var.domain_name != ""
   app_url       = local.https_enabled ? "https://${var.domain_name}" : "http://${aws_lb.main.dns_name}"

@@ -72,13 +72,23 @@ output "worker_service_name" {
 }
 
 output "api_task_family" {
-  description = "Task definition family of the API (also used for the `mtai migrate` one-off task)."
+  description = "Task definition family of the API (also used for one-off `mtai` tasks such as doctor)."
   value       = aws_ecs_task_definition.api.family
 }
 
 output "worker_task_family" {
   description = "Task definition family of the worker."
   value       = aws_ecs_task_definition.worker.family
+}
+
+output "migrate_task_family" {
+  description = "Task definition family of `mtai migrate --create-logins`, the only one with the RDS master's credentials."
+  value       = aws_ecs_task_definition.migrate.family
+}
+
+output "migrate_container_name" {
+  description = "Name of the container in the migrate task definition."
+  value       = local.migrate_container_name
 }
 
 output "container_name" {
@@ -102,8 +112,13 @@ output "codebuild_project_name" {
 }
 
 output "database_url_secret_arn" {
-  description = "ARN of the Secrets Manager secret holding DATABASE_URL."
+  description = "ARN of the Secrets Manager secret holding DATABASE_URL (the tenant login, not the master)."
   value       = aws_secretsmanager_secret.app["database-url"].arn
+}
+
+output "platform_database_url_secret_arn" {
+  description = "ARN of the Secrets Manager secret holding MTAI_PLATFORM_DATABASE_URL (the platform login)."
+  value       = aws_secretsmanager_secret.app["platform-database-url"].arn
 }
 
 output "database_password_secret_arn" {

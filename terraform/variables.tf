@@ -310,13 +310,24 @@ variable "mtai_workers" {
 }
 
 variable "db_pool_size" {
-  description = "Database connections each API or worker process keeps in its pool (MTAI_DB_POOL_SIZE). A process opens up to 2 x db_pool_size connections (the pool plus as many overflow), and an API task runs mtai_workers processes (MTAI_WORKERS). At full scale that is (api_max_count x mtai_workers + worker_max_count) x 2 x db_pool_size connections, 160 with the defaults ((6 x 2 + 4) x 2 x 5), which must stay under the max_connections of db_instance_class (RDS derives it from the instance memory: about 100 on db.t4g.micro, 200 on small, 400 on medium, 800 on large), with room left for one-off tasks (mtai migrate, mtai doctor) and RDS's reserved connections. The check \"database_connections\" (ecs.tf) warns when the worst case does not fit. Raise db_instance_class, or lower db_pool_size, mtai_workers or the *_max_count values."
+  description = "Database connections each API or worker process keeps in its pool (MTAI_DB_POOL_SIZE). A process opens up to 2 x db_pool_size connections (the pool plus as many overflow), and an API task runs mtai_workers processes (MTAI_WORKERS). At full scale that is (api_max_count x mtai_workers + worker_max_count) x 2 x (db_pool_size + db_platform_pool_size) connections, 192 with the defaults ((6 x 2 + 4) x 2 x (5 + 1)), which must stay under the max_connections of db_instance_class (RDS derives it from the instance memory: about 100 on db.t4g.micro, 200 on small, 400 on medium, 800 on large), with room left for one-off tasks (mtai migrate, mtai doctor) and RDS's reserved connections. The check \"database_connections\" (ecs.tf) warns when the worst case does not fit. Raise db_instance_class, or lower db_pool_size, mtai_workers or the *_max_count values."
   type        = number
   default     = 5
 
   validation {
     condition     = var.db_pool_size >= 1 && var.db_pool_size <= 50 && floor(var.db_pool_size) == var.db_pool_size
     error_message = "db_pool_size must be a whole number between 1 and 50."
+  }
+}
+
+variable "db_platform_pool_size" {
+  description = "Database connections each API or worker process keeps in its platform pool (MTAI_DB_PLATFORM_POOL_SIZE): the platform login's transactions (credential lookups on a cache miss, audit events, usage and platform admin work). Like db_pool_size, a process opens up to twice as many; the check \"database_connections\" (ecs.tf) counts both pools."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.db_platform_pool_size >= 1 && var.db_platform_pool_size <= 50 && floor(var.db_platform_pool_size) == var.db_platform_pool_size
+    error_message = "db_platform_pool_size must be a whole number between 1 and 50."
   }
 }
 
@@ -337,8 +348,8 @@ variable "extra_environment" {
     condition = !anytrue([for name in keys(var.extra_environment) : contains([
       "MTAI_ENV", "MTAI_HOST", "MTAI_PORT", "MTAI_WORKERS", "MTAI_STORAGE_BACKEND", "MTAI_S3_BUCKET",
       "MTAI_S3_REGION", "MTAI_QUEUE_BACKEND", "MTAI_FORWARDED_ALLOW_IPS", "MTAI_LOG_LEVEL", "AWS_REGION",
-      "MTAI_DB_POOL_SIZE", "MTAI_BOOTSTRAP_ADMIN_EMAIL", "MTAI_BOOTSTRAP_DEMO_TENANT",
-      "DATABASE_URL", "REDIS_URL", "MTAI_JWT_SECRET", "MTAI_KEY_PEPPER", "MTAI_ENCRYPTION_KEY",
+      "MTAI_DB_POOL_SIZE", "MTAI_DB_PLATFORM_POOL_SIZE", "MTAI_BOOTSTRAP_ADMIN_EMAIL",
+      "MTAI_BOOTSTRAP_DEMO_TENANT", "DATABASE_URL", "MTAI_PLATFORM_DATABASE_URL", "REDIS_URL", "MTAI_JWT_SECRET", "MTAI_KEY_PEPPER", "MTAI_ENCRYPTION_KEY",
       "MTAI_METRICS_TOKEN", "MTAI_BOOTSTRAP_ADMIN_PASSWORD",
     ], upper(name))])
     error_message = "extra_environment must not set a variable Terraform already sets (see app_environment, api_bootstrap_environment and the secrets in ecs.tf); change the matching Terraform variable instead."

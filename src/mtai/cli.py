@@ -15,7 +15,7 @@ import typer
 
 from mtai.config import Settings, get_settings
 from mtai.db import embedded
-from mtai.db.migrate import upgrade
+from mtai.db.migrate import ensure_logins, upgrade
 from mtai.errors import AppError, ConfigurationError
 from mtai.logging import configure_logging
 from mtai.rag.evaluation import DatasetError, format_report, load_dataset
@@ -248,7 +248,16 @@ def eval_retrieval(
 
 
 @app.command("migrate")
-def migrate_cmd() -> None:
+def migrate_cmd(
+    create_logins: Annotated[
+        bool,
+        typer.Option(
+            help="Also create (or set the passwords of) the logins of DATABASE_URL and "
+            "MTAI_PLATFORM_DATABASE_URL: members of the app role and of the platform role only. "
+            "Needs MTAI_DATABASE_MIGRATION_URL (the owner)."
+        ),
+    ] = False,
+) -> None:
     """Apply database migrations (as the schema owner)."""
     settings = _prepared()
     _run(upgrade(settings.migration_url, settings.db_app_role))
@@ -257,6 +266,22 @@ def migrate_cmd() -> None:
 
 @app.command("doctor")
 def doctor_cmd(
+    if create_logins:
+        if not (settings.database_migration_url and settings.platform_database_url):
+            raise _fail(
+                "--create-logins needs MTAI_DATABASE_MIGRATION_URL (the owner), DATABASE_URL "
+                "and MTAI_PLATFORM_DATABASE_URL (the two logins to create)."
+            )
+        assert settings.database_url is not None
+        made = _run(
+            ensure_logins(
+                settings.database_migration_url,
+                settings.db_app_role,
+                tenant_url=settings.database_url,
+                platform_url=settings.platform_database_url,
+            )
+        )
+        typer.echo(f"logins ready: {made[0]} (tenant), {made[1]} (platform)")
     call_providers: Annotated[
         bool,
         typer.Option(

@@ -55,12 +55,26 @@ class Settings(BaseSettings):
         description="Owner connection for migrations when DATABASE_URL is a restricted login.",
     )
     db_app_role: str = Field(
+    platform_database_url: str | None = Field(
+        default=None,
+        description="Login that is a member of the platform role only, for cross-tenant work; "
+        "with it, DATABASE_URL's login must not reach that role. Unset: DATABASE_URL's login "
+        "switches to it (must be a member of both roles). See docs/deployment.md.",
+    )
         default="mtai_app",
-        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
-        description="NOSUPERUSER NOBYPASSRLS role every app connection switches to (SET ROLE).",
+        # Its platform role, `<db_app_role>_platform`, must fit PostgreSQL's 63 characters too.
+        pattern=r"^[a-z_][a-z0-9_]{0,53}$",
+        description="NOSUPERUSER NOBYPASSRLS role every tenant connection switches to (SET ROLE); "
+        "platform work runs as `<db_app_role>_platform`.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per process.")
     hnsw_ef_search: int = Field(
+    db_platform_pool_size: int = Field(
+        default=5,
+        ge=1,
+        le=200,
+        description="Connections per process of the platform pool (with platform_database_url).",
+    )
         default=HNSW_EF_SEARCH,
         ge=1,
         le=1000,

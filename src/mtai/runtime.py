@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DBAPIError
 
-from mtai.config import Settings
+from mtai.config import Environment, Settings
 from mtai.db.engine import Database
 from mtai.db.notify import listen
 from mtai.errors import ConfigurationError
@@ -83,7 +83,8 @@ class Runtime:
         self.listener_ready.set()
 
 
-async def _check_role(db: Database, app_role: str) -> None:
+async def check_roles(db: Database, app_role: str, env: Environment) -> None:
+    """Refuse to start when row-level security would not bind the app's transactions."""
     try:
         role, superuser, bypass = await db.role_flags()
     except DBAPIError as exc:
@@ -96,6 +97,36 @@ async def _check_role(db: Database, app_role: str) -> None:
             f"The app's database role '{role}' is a superuser or has BYPASSRLS, which would "
             "silently disable tenant isolation. Run `mtai migrate` (it creates a restricted role) "
             "or point DATABASE_URL at a NOSUPERUSER NOBYPASSRLS login."
+        )
+    try:
+        role, superuser, bypass = await db.role_flags(platform=True)
+    except DBAPIError as exc:
+        raise ConfigurationError(
+            f"Cannot switch to the platform role '{db.platform_role}' ({exc.orig}). Run "
+            "`mtai migrate` (it creates the role); set MTAI_PLATFORM_DATABASE_URL to a login "
+            "that is a member of it (`mtai migrate --create-logins`), or use a DATABASE_URL "
+            "login that may SET ROLE to both roles (docs/deployment.md)."
+        ) from exc
+    if superuser or bypass:
+        raise ConfigurationError(
+            f"The platform role '{role}' is a superuser or has BYPASSRLS; it must be "
+            "NOSUPERUSER NOBYPASSRLS (`mtai migrate` creates it so)."
+        )
+    if not db.separate_platform_login:
+        if env is Environment.PRODUCTION:
+            log.warning(
+                "database.single_login",
+                detail="DATABASE_URL's login serves tenant and platform transactions: SQL run "
+                "through a tenant connection could switch to the platform role. Set "
+                "MTAI_PLATFORM_DATABASE_URL and restrict DATABASE_URL (docs/deployment.md).",
+            )
+        return
+    if env is Environment.PRODUCTION and await db.tenant_login_reaches_platform():
+        raise ConfigurationError(
+            f"DATABASE_URL's login is a member of the platform role '{db.platform_role}', so "
+            "SQL run through a tenant connection could read every tenant's rows. Point "
+            "DATABASE_URL at a login that is a member of the app role only "
+            "(`mtai migrate --create-logins` makes one; docs/deployment.md)."
         )
 
 
@@ -136,7 +167,9 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
     db = Database(
         settings.database_url,
         app_role=settings.db_app_role,
+        platform_url=settings.platform_database_url,
         pool_size=settings.db_pool_size,
+        platform_pool_size=settings.db_platform_pool_size,
         hnsw_ef_search=settings.hnsw_ef_search,
     )
     cache: AuthCache[object] = AuthCache(settings.auth_cache_ttl_seconds)
@@ -241,7 +274,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         retriever=retriever,
     )
     try:
-        await _check_role(db, settings.db_app_role)
+        await check_roles(db, settings.db_app_role, settings.env)
         await catalog.ensure_defaults()
         # Loading the tokenizer's vocabulary takes a while: not on the first request.
         await asyncio.to_thread(tokenizer.count, "warm up")

@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -233,8 +234,24 @@ def test_compose_has_every_service() -> None:
         assert name in services, name
     assert "pgvector" in services["postgres"]["image"]
     assert services["worker"]["command"] == ["mtai", "worker"]
-    assert services["migrate"]["command"] == ["mtai", "migrate"]
+    assert services["migrate"]["command"] == ["mtai", "migrate", "--create-logins"]
     assert not any(":latest" in str(s.get("image", "")) for s in services.values())
+
+
+def test_compose_app_logs_in_without_the_owner() -> None:
+    """Finding 11: the API and the worker use logins made by `migrate --create-logins`; only
+    `migrate` has the owner's (the postgres image's superuser) password."""
+    services = compose()["services"]
+    owner = services["postgres"]["environment"]["POSTGRES_USER"]
+    for name in ("api", "worker"):
+        environment = services[name]["environment"]
+        tenant = urlsplit(environment["DATABASE_URL"]).username
+        platform = urlsplit(environment["MTAI_PLATFORM_DATABASE_URL"]).username
+        assert owner not in {tenant, platform}, name
+        assert tenant != platform
+        assert "MTAI_DATABASE_MIGRATION_URL" not in environment, name
+    migration = services["migrate"]["environment"]["MTAI_DATABASE_MIGRATION_URL"]
+    assert urlsplit(migration).username == owner
 
 
 def test_only_the_api_is_published_and_only_on_loopback() -> None:

@@ -42,6 +42,9 @@ REQUIRED_OUTPUTS = frozenset(
         "codebuild_project_name",
         "aws_region",
         "database_url_secret_arn",
+        "platform_database_url_secret_arn",
+        "migrate_task_family",
+        "migrate_container_name",
         "admin_password_secret_arn",
         "metrics_token_secret_arn",
     }
@@ -384,6 +387,10 @@ def test_output_values_match_the_contract() -> None:
     assert (
         value["database_url_secret_arn"] == '${aws_secretsmanager_secret.app["database-url"].arn}'
     )
+    assert value["platform_database_url_secret_arn"] == (
+        '${aws_secretsmanager_secret.app["platform-database-url"].arn}'
+    )
+    assert value["migrate_task_family"] == "${aws_ecs_task_definition.migrate.family}"
     assert value["admin_password_secret_arn"] == (
         '${aws_secretsmanager_secret.app["admin-password"].arn}'
     )
@@ -403,6 +410,8 @@ def test_names_the_guide_and_scripts_rely_on() -> None:
         "log_group_name": f"/ecs/{unquote(project)}",
         "api_container_name": "backend",
         "worker_container_name": "worker",
+        "migrate_task_family": f"{unquote(project)}-migrate",
+        "migrate_container_name": "migrate",
     }
     assert {name: resolve(locals_()[name]) for name in expect} == expect
     assert resource("aws_ecs_cluster", "main")["name"] == "${local.cluster_name}"
@@ -607,9 +616,13 @@ def test_task_definitions_run_the_contracted_containers() -> None:
     assert worker["name"] == "worker"
     assert worker["command"] == ["mtai", "worker"]
     assert "portMappings" not in worker
-    for container in (api, worker):
+    (migrate,) = containers("migrate")
+    assert migrate["name"] == "migrate"
+    assert migrate["command"] == ["mtai", "migrate", "--create-logins"]
+    assert "portMappings" not in migrate
+    for container in (api, worker, migrate):
         assert container["essential"] is True
-    for task in ("api", "worker"):
+    for task in ("api", "worker", "migrate"):
         (raw,) = containers(task, resolved=False)
         assert raw["image"] == "${local.image}"
     image = unquote(locals_()["image"])
@@ -629,6 +642,7 @@ def test_containers_log_to_the_ecs_group_with_the_ecs_prefix() -> None:
 CONCAT_RE = re.compile(r"\$\{concat\(((?:local\.\w+)(?:, local\.\w+)*)\)\}")
 APP_SECRETS = {
     "DATABASE_URL": '${aws_secretsmanager_secret.app["database-url"].arn}',
+    "MTAI_PLATFORM_DATABASE_URL": '${aws_secretsmanager_secret.app["platform-database-url"].arn}',
     "REDIS_URL": '${aws_secretsmanager_secret.app["redis-url"].arn}',
     "MTAI_JWT_SECRET": '${aws_secretsmanager_secret.app["jwt-secret"].arn}',
     "MTAI_KEY_PEPPER": '${aws_secretsmanager_secret.app["key-pepper"].arn}',
@@ -636,6 +650,7 @@ APP_SECRETS = {
     "MTAI_METRICS_TOKEN": '${aws_secretsmanager_secret.app["metrics-token"].arn}',
 }
 ADMIN_PASSWORD_SECRET = '${aws_secretsmanager_secret.app["admin-password"].arn}'
+MIGRATION_URL_SECRET = '${aws_secretsmanager_secret.app["migration-database-url"].arn}'
 
 
 def list_locals(expression: str) -> list[str]:
@@ -696,6 +711,48 @@ def test_containers_get_the_contracted_environment_and_secrets() -> None:
     assert variables()["mtai_workers"]["default"] == 2
 
 
+def test_the_app_logs_in_as_its_own_logins_and_only_migrate_gets_the_master() -> None:
+    """Finding 11: DATABASE_URL of the API and the worker is not the RDS master (who owns the
+    schema and could switch off row-level security); the migrate task alone gets the master."""
+    values = {unquote(key): value for key, value in locals_()["secret_values"].items()}
+    assert values["database-url"] == "${local.database_url}"
+    assert values["platform-database-url"] == "${local.platform_database_url}"
+    assert values["migration-database-url"] == "${local.migration_database_url}"
+    master = ("${var.db_username}", "${random_password.db.result}")
+    logins = {
+        "database_url": ("${local.db_tenant_login}", "${random_password.db_tenant_login.result}"),
+        "platform_database_url": (
+            "${local.db_platform_login}",
+            "${random_password.db_platform_login.result}",
+        ),
+    }
+    for name, (user, password) in logins.items():
+        url = unquote(locals_()[name])
+        assert url == f"postgresql://{user}:{password}@${{local.database_location}}", name
+        assert not any(part in url for part in master), f"local.{name} uses the master login"
+    tenant_login = unquote(locals_()["db_tenant_login"])
+    platform_login = unquote(locals_()["db_platform_login"])
+    assert len({tenant_login, platform_login, "mtai_app", "mtai_app_platform"}) == 4
+    for task in ("api", "worker"):
+        _, secrets = container_settings(task, "secrets")
+        assert MIGRATION_URL_SECRET not in secrets.values(), task
+        assert '${aws_secretsmanager_secret.app["database-password"].arn}' not in (secrets.values())
+    _, migrate_secrets = container_settings("migrate", "secrets")
+    assert migrate_secrets == {
+        "MTAI_DATABASE_MIGRATION_URL": MIGRATION_URL_SECRET,
+        "DATABASE_URL": APP_SECRETS["DATABASE_URL"],
+        "MTAI_PLATFORM_DATABASE_URL": APP_SECRETS["MTAI_PLATFORM_DATABASE_URL"],
+    }
+    (run_task,) = [
+        statement
+        for statement in policy_statements("codebuild")
+        if "ecs:RunTask" in map(unquote, statement["actions"])
+    ]
+    assert list(map(unquote, run_task["resources"])) == [
+        "${local.ecs_arn_prefix}:task-definition/${local.migrate_task_family}:*"
+    ]
+
+
 def test_only_the_api_bootstraps_an_admin_from_its_secret_and_no_demo_tenant() -> None:
     _, api = container_settings("api", "environment")
     # Empty: no demo tenant, so no demo API key is printed to the logs in production.
@@ -732,8 +789,14 @@ def test_pool_size_comes_from_the_variable_and_fits_the_database() -> None:
         assert name in description, name
     worst = locals_()["db_connections_worst_case"]
     assert worst == (
-        "${(var.api_max_count * var.mtai_workers + var.worker_max_count) * 2 * var.db_pool_size}"
+        "${(var.api_max_count * var.mtai_workers + var.worker_max_count) * 2 * "
+        "(var.db_pool_size + var.db_platform_pool_size)}"
     )
+    for task in ("api", "worker"):
+        _, environment = container_settings(task, "environment")
+        assert environment["MTAI_DB_PLATFORM_POOL_SIZE"] == (
+            "${tostring(var.db_platform_pool_size)}"
+        )
     for name in ("api_max_count", "worker_max_count", "mtai_workers", "db_instance_class"):
         assert name in variables()
     (check,) = list(top_blocks("check"))
@@ -745,12 +808,18 @@ def test_pool_size_comes_from_the_variable_and_fits_the_database() -> None:
     # The defaults fit the default instance class.
     defaults = {
         name: variables()[name]["default"]
-        for name in ("api_max_count", "mtai_workers", "worker_max_count", "db_pool_size")
+        for name in (
+            "api_max_count",
+            "mtai_workers",
+            "worker_max_count",
+            "db_pool_size",
+            "db_platform_pool_size",
+        )
     }
     used = (
         (defaults["api_max_count"] * defaults["mtai_workers"] + defaults["worker_max_count"])
         * 2
-        * defaults["db_pool_size"]
+        * (defaults["db_pool_size"] + defaults["db_platform_pool_size"])
     )
     assert used < limits[unquote(variables()["db_instance_class"]["default"])]
 
@@ -851,9 +920,13 @@ def test_generated_credentials_are_url_safe() -> None:
     assert passwords["admin_password"]["length"] == 32
     assert passwords["metrics_token"]["length"] == 48
     assert 16 <= passwords["redis_auth"]["length"] <= 128
-    database_url = locals_()["database_url"]
-    assert database_url.startswith('"postgresql://${var.db_username}:${random_password.db.result}@')
-    assert database_url.endswith('${aws_db_instance.main.address}:5432/${var.db_name}"')
+    assert {"db_tenant_login", "db_platform_login"} <= set(passwords)
+    location = locals_()["database_location"]
+    assert location == '"${aws_db_instance.main.address}:5432/${var.db_name}"'
+    migration_url = locals_()["migration_database_url"]
+    assert migration_url == (
+        '"postgresql://${var.db_username}:${random_password.db.result}@${local.database_location}"'
+    )
     redis_url = locals_()["redis_url"]
     assert redis_url == (
         '"rediss://:${random_password.redis_auth.result}@'
@@ -868,6 +941,8 @@ def test_secrets_manager_holds_the_contracted_secrets() -> None:
     assert set(map(unquote, locals_()["secret_descriptions"])) == {
         "database-password",
         "database-url",
+        "platform-database-url",
+        "migration-database-url",
         "redis-url",
         "jwt-secret",
         "key-pepper",
@@ -1026,6 +1101,8 @@ def test_execution_role_reads_exactly_the_injected_secrets() -> None:
     )
     assert set(map(unquote, locals_()["injected_secret_keys"])) == {
         "database-url",
+        "platform-database-url",
+        "migration-database-url",
         "redis-url",
         "jwt-secret",
         "key-pepper",
@@ -1033,7 +1110,7 @@ def test_execution_role_reads_exactly_the_injected_secrets() -> None:
         "metrics-token",
         "admin-password",
     }
-    injected = set(APP_SECRETS.values()) | {ADMIN_PASSWORD_SECRET}
+    injected = set(APP_SECRETS.values()) | {ADMIN_PASSWORD_SECRET, MIGRATION_URL_SECRET}
     keys: set[str] = set()
     for arn in injected:
         match = re.search(r'app\["([a-z-]+)"\]', arn)
@@ -1072,6 +1149,8 @@ def test_codebuild_builds_with_docker_and_gets_its_values_as_environment() -> No
         "WORKER_SERVICE_NAME",
         "API_TASK_FAMILY",
         "WORKER_TASK_FAMILY",
+        "MIGRATE_TASK_FAMILY",
+        "MIGRATE_CONTAINER_NAME",
         "CONTAINER_NAME",
         "PRIVATE_SUBNET_IDS",
         "SECURITY_GROUP_ID",

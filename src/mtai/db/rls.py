@@ -2,7 +2,12 @@
 
 The tenant comes from the per-transaction setting `app.tenant_id` (set with
 `set_config(..., true)`, never session-wide); a transaction without it sees no rows.
-`app.scope = 'platform'` is the one explicit bypass, used by audited platform operations.
+The one explicit bypass, used by audited platform operations, is the platform role
+(`<app role>_platform`, migration 0011): `mtai_platform_scope()` is true only when the current
+role is a member of it, which no setting can change and the app role's logins cannot reach
+(`SET ROLE` needs the membership). Migrations 0001-0010 defined the bypass as the setting
+`app.scope = 'platform'`, which any SQL could set; 0011 redefined the function, so every
+policy made with `enable_tenant_rls`, earlier or later, checks the role.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ HELPER_FUNCTIONS = (
 )
 
 
+# Names inside SECURITY DEFINER functions resolve through this path; pg_temp comes last, where
+# a temporary object of the caller's cannot stand in for one of the owner's.
+DEFINER_SEARCH_PATH = "pg_catalog, public, pg_temp"
+
+
 def ident(name: str) -> str:
     """A checked SQL identifier; role and table names here come from code, not from users."""
     if not _IDENT.match(name):
@@ -28,8 +38,24 @@ def ident(name: str) -> str:
     return name
 
 
+def platform_role(app_role: str) -> str:
+    """The NOLOGIN role whose members see every tenant's rows: `<app role>_platform`."""
+    return ident(f"{ident(app_role)}_platform")
+
+
+def platform_scope_function(app_role: str) -> str:
+    """`mtai_platform_scope()` as migration 0011 defines it: membership, not a setting.
+
+    Not SECURITY DEFINER, so `current_user` is the caller's role after any SET ROLE.
+    """
+    role = platform_role(app_role)
+    return f"""CREATE OR REPLACE FUNCTION public.mtai_platform_scope() RETURNS boolean
+    LANGUAGE sql STABLE AS
+    $$ SELECT pg_catalog.pg_has_role(current_user, '{role}', 'MEMBER') $$"""
+
+
 def enable_tenant_rls(table: str, column: str = "tenant_id") -> None:
-    """Bind `table` (its owner too) to the current tenant or the platform scope."""
+    """Bind `table` (its owner too) to the current tenant or the platform role's members."""
     t, c = ident(table), ident(column)
     predicate = f"{c} = (SELECT mtai_tenant()) OR (SELECT mtai_platform_scope())"
     op.execute(f"ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")

@@ -158,7 +158,7 @@ class Authenticator:
         hit, value = self.cache.get(user_cache_key(user_id))
         if hit:
             return value if isinstance(value, UserState) else None
-        async with self.db.unscoped() as session:
+        async with self.db.platform() as session:
             user = await users_repo.get(session, user_id)
         state = UserState(user.id, user.is_active, user.is_platform_admin) if user else None
         self.cache.put(user_cache_key(user_id), state)
@@ -301,7 +301,7 @@ class Authenticator:
     async def login(
         self, email: str, password: str, tenant_header: str | None, *, platform: bool = False
     ) -> LoginResult:
-        async with self.db.unscoped() as session:
+        async with self.db.platform() as session:
             user = await users_repo.get_by_email(session, email.strip().lower())
         ok = await passwords.verify_password(user.password_hash if user else None, password)
         if user is None or not ok:

@@ -31,7 +31,7 @@ async def first_start(
     admin_password: str | None = None,
 ) -> FirstStart | None:
     """None when a platform admin already exists (not the first start)."""
-    async with db.unscoped() as session:
+    async with db.platform() as session:
         await users_repo.lock_first_start(session)
         if await users_repo.count_platform_admins(session) > 0:
             return None

@@ -85,7 +85,7 @@ class UserService:
         self.cache = cache
 
     async def own_account(self, user_id: uuid.UUID) -> User:
-        async with self.db.unscoped() as session:
+        async with self.db.platform() as session:
             user = await users_repo.get(session, user_id)
         if user is None:
             raise Unauthorized("This account no longer exists.")
@@ -138,7 +138,7 @@ class UserService:
                 actor, email=email, password=password, role=role, display_name=""
             )
         else:
-            async with self.db.unscoped() as session:
+            async with self.db.platform() as session:
                 user, generated = await ensure_user(session, email, password)
         if platform_admin and not user.is_platform_admin:
             async with self.db.platform() as session:

@@ -141,7 +141,13 @@ async def database(settings: Settings) -> list[CheckResult]:
         )
         return results
     results.append(CheckResult("migrations", True, f"current ({head})"))
-    db = Database(url, app_role=settings.db_app_role, pool_size=1)
+    db = Database(
+        url,
+        app_role=settings.db_app_role,
+        platform_url=settings.platform_database_url,
+        pool_size=1,
+        platform_pool_size=1,
+    )
     try:
         role, superuser, bypass = await db.role_flags()
         if superuser or bypass:

@@ -22,7 +22,13 @@ from mtai.services.doctor.result import CheckResult
 async def catalog(settings: Settings, url: str) -> list[ModelSpec]:
     """The enabled models; raises ConfigurationError when the secrets cannot be resolved."""
     resolved = secrets.resolve(settings)
-    db = Database(url, app_role=settings.db_app_role, pool_size=1)
+    db = Database(
+        url,
+        app_role=settings.db_app_role,
+        platform_url=settings.platform_database_url,
+        pool_size=1,
+        platform_pool_size=1,
+    )
     catalog = Catalog(
         db, AuthCache(0), SecretBox(resolved.encryption_key), default_model=settings.default_model
     )

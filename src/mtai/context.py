@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from contextvars import ContextVar
 
+# The id the server made for this request: the key of its ledger row, prompt log and limiter
+# entries, the `X-Request-ID` it answers with, and the id an operator looks up.
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The client's own `X-Request-ID`, for correlation only (echoed, logged, kept beside the ledger
+# row); nothing the server relies on is keyed on it.
+client_request_id_var: ContextVar[str | None] = ContextVar("client_request_id", default=None)
+
+
+def new_request_id() -> str:
+    """A server-made request id (random, 32 hex characters)."""
+    return uuid.uuid4().hex
 
 
 class UpstreamClock:

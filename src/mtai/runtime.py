@@ -38,6 +38,7 @@ from mtai.services.ingestion import Ingestor
 from mtai.services.knowledge_bases import KnowledgeBaseService
 from mtai.services.limits import LimitService, OutagePolicy
 from mtai.services.llm_router import LLMRouter
+from mtai.services.metering import Meter
 from mtai.services.metrics import Metrics
 from mtai.services.retrieval import Retriever
 from mtai.services.tenants import TenantService
@@ -202,6 +203,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         lease_seconds=settings.limits_lease_seconds,
     )
     metrics = Metrics(settings.metrics_max_tenants)
+    meter = Meter(auth, catalog, limits, ledger, metrics)
     local_embedder = OnnxMiniLMEmbedder()
     embedders = EmbedderRegistry(settings, local=local_embedder)
     store = open_store(settings)
@@ -213,6 +215,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         overlap_tokens=settings.chunk_overlap_tokens,
         lease_seconds=settings.ingest_lease_seconds,
         max_attempts=settings.ingest_max_attempts,
+        meter=meter,
     )
     queue = _queue(settings, ingestor)
     knowledge_bases = KnowledgeBaseService(
@@ -221,17 +224,20 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         store,
         queue.enqueue,
         max_per_tenant=settings.max_collections_per_tenant,
+        meter=meter,
     )
-    retriever = Retriever(db, embedders)
+    retriever = Retriever(db, embedders, meter=meter)
     gateway = Gateway(
         auth,
         catalog,
         registry,
         LLMRouter(CircuitBreaker()),
         ledger,
-        limits,
         metrics,
         RedisCacheStore(redis) if redis is not None else MemoryCacheStore(),
+        meter=meter,
+        retriever=retriever,
+        source_tokens=settings.chunk_tokens,
     )
     runtime = Runtime(
         settings=settings,
@@ -251,11 +257,11 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         registry=registry,
         ledger=ledger,
         gateway=gateway,
-        chat=ChatService(db, gateway, retriever),
+        chat=ChatService(db, gateway),
         usage=usage,
         limits=limits,
         metrics=metrics,
-        embeddings=EmbeddingService(local_embedder, ledger),
+        embeddings=EmbeddingService(local_embedder, meter),
         store=store,
         embedders=embedders,
         queue=queue,
@@ -270,6 +276,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
             max_upload_bytes=settings.max_upload_bytes,
             max_documents=settings.max_documents_per_tenant,
             lease_seconds=settings.ingest_lease_seconds,
+            meter=meter,
         ),
         retriever=retriever,
     )

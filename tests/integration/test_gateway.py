@@ -29,7 +29,10 @@ async def usage_row(runtime: Runtime, request_id: str) -> UsageEvent:
     for _ in range(100):
         await runtime.ledger.drain()
         async with runtime.db.platform() as session:
-            row = await session.get(UsageEvent, request_id)
+            # Request ids are made by the server, so one id names one row (of one tenant).
+            row = (
+                await session.execute(select(UsageEvent).where(UsageEvent.request_id == request_id))
+            ).scalar_one_or_none()
         if row is not None:
             return row
         await asyncio.sleep(0.05)

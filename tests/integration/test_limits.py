@@ -424,6 +424,6 @@ async def test_response_cache_is_opt_in_free_and_tenant_namespaced(
     app_runtime = runtime if store == "memory" else redis_app[0].state.runtime
     await app_runtime.ledger.drain()
     async with runtime.db.platform() as session:
-        row = await session.get(UsageEvent, hit.json()["request_id"])
+        row = await session.get(UsageEvent, (first.id, hit.json()["request_id"]))
     assert row is not None
     assert (row.cached, row.cost_usd) == (True, 0)

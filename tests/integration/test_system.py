@@ -40,10 +40,13 @@ async def test_every_response_has_request_id_and_overhead(client: httpx.AsyncCli
         response = await client.get(path)
         assert len(response.headers["x-request-id"]) >= 16
         assert float(response.headers["x-mtai-overhead-ms"]) >= 0
+    # The server makes the request id; the client's own is echoed apart, for correlation.
     echoed = await client.get("/ping", headers={"X-Request-ID": "trace-123"})
-    assert echoed.headers["x-request-id"] == "trace-123"
+    assert echoed.headers["x-request-id"] != "trace-123"
+    assert echoed.headers["x-client-request-id"] == "trace-123"
     hostile = await client.get("/ping", headers={"X-Request-ID": "bad id\twith spaces"})
     assert hostile.headers["x-request-id"] != "bad id\twith spaces"
+    assert "x-client-request-id" not in hostile.headers
 
 
 async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None:

@@ -117,6 +117,6 @@ async def test_prompt_logs_past_their_retention_are_purged(
     await runtime.ledger.drain()
     async with runtime.db.platform() as session:
         kept = {r.request_id for r in (await session.execute(select(PromptLog))).scalars()}
-        assert await session.get(UsageEvent, old) is not None  # the ledger row stays
+        assert await session.get(UsageEvent, (tenant_a.id, old)) is not None  # the row stays
     assert fresh in kept
     assert old not in kept

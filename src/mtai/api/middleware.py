@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Mapping
 
 import structlog
@@ -13,7 +12,13 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mtai.api.errors import error_body
-from mtai.context import UpstreamClock, request_id_var, upstream_clock_var
+from mtai.context import (
+    UpstreamClock,
+    client_request_id_var,
+    new_request_id,
+    request_id_var,
+    upstream_clock_var,
+)
 from mtai.logging import get_logger
 
 log = get_logger("mtai.access")
@@ -45,12 +50,18 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # The server always makes the request id; a safe client id is kept for correlation.
         incoming = headers.get("x-request-id", "")
-        request_id = incoming if _SAFE_ID.match(incoming) else uuid.uuid4().hex
+        client_id = incoming if _SAFE_ID.match(incoming) else None
+        request_id = new_request_id()
         token = request_id_var.set(request_id)
+        client_token = client_request_id_var.set(client_id)
+        echoed = [(b"x-client-request-id", client_id.encode())] if client_id else []
         clock = UpstreamClock()
         clock_token = upstream_clock_var.set(clock)
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        if client_id:
+            structlog.contextvars.bind_contextvars(client_request_id=client_id)
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -65,6 +76,7 @@ class RequestContextMiddleware:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
+                    *echoed,
                     (b"x-mtai-overhead-ms", f"{elapsed_ms:.2f}".encode()),
                 ]
             await send(message)
@@ -99,8 +111,9 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
-            structlog.contextvars.unbind_contextvars("request_id", "tenant_id")
+            structlog.contextvars.unbind_contextvars("request_id", "client_request_id", "tenant_id")
             request_id_var.reset(token)
+            client_request_id_var.reset(client_token)
             upstream_clock_var.reset(clock_token)
 
     @staticmethod

@@ -189,12 +189,16 @@ class ChatMessage(Base):
 
 
 class UsageEvent(Base):
-    """One row per gateway request, whatever its outcome; the request id makes writes idempotent."""
+    """One row per metered request, whatever its outcome; (tenant, server-made request id) makes
+    writes idempotent. `client_request_id` is the client's X-Request-ID, for correlation only."""
 
     __tablename__ = "usage_events"
 
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    client_request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     api_key_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
     model: Mapped[str] = mapped_column(String(100))
@@ -229,8 +233,10 @@ class UsageDaily(Base):
 class PromptLog(Base):
     __tablename__ = "prompt_logs"
 
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     model: Mapped[str] = mapped_column(String(100))
     prompt: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     response: Mapped[str] = mapped_column(Text)

@@ -131,7 +131,8 @@ class ApiKeyService:
     async def rotate(
         self, actor: Principal, key_id: uuid.UUID, *, grace_seconds: int | None
     ) -> tuple[ApiKey, str]:
-        """A new key with the same name and scopes; the old one works for the grace period."""
+        """A new key with the same name, scopes and limits, whose monthly budgets count what the
+        old key spent this month; the old one works for the grace period."""
         tenant_id = actor.require_tenant_admin()
         grace = self.default_grace_seconds if grace_seconds is None else grace_seconds
         now = datetime.now(UTC)
@@ -154,6 +155,10 @@ class ApiKeyService:
                 created_by=actor.user_id,
                 rotated_from=old.id,
             )
+            # The same limits, and the same month: the key's budgets are seeded from the spend
+            # of every key it was rotated from (usage_repo.month_spend follows the chain).
+            if old.limits:
+                key = await keys_repo.set_limits(session, key, dict(old.limits))
             grace_end = now + timedelta(seconds=grace)
             if old.expires_at is None or old.expires_at > grace_end:
                 await keys_repo.set_expiry(session, old, grace_end)

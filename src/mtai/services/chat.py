@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import cast
 
@@ -19,11 +19,18 @@ from mtai.db.engine import Database
 from mtai.db.models import ChatMessage, Conversation
 from mtai.db.repositories import conversations as conversations_repo
 from mtai.errors import NotFound
-from mtai.providers.llm.base import Message, Role, Source
+from mtai.providers.llm.base import Message, Role
 from mtai.services import tokenizer
-from mtai.services.gateway import ChatInput, Gateway, Outcome, Prepared, StreamSession
+from mtai.services.gateway import (
+    ChatInput,
+    Gateway,
+    Outcome,
+    Prepared,
+    RagOptions,
+    StreamSession,
+)
 from mtai.services.principal import Principal
-from mtai.services.retrieval import Citation, Retriever
+from mtai.services.retrieval import Citation
 
 TITLE_CHARS = 60
 
@@ -37,20 +44,16 @@ def owner_of(principal: Principal) -> str:
 class ChatTurn:
     conversation_id: uuid.UUID
     prepared: Prepared
-    citations: list[Citation] = field(default_factory=list)
 
-
-@dataclass(frozen=True)
-class RagOptions:
-    collection_ids: list[uuid.UUID] | None  # None: every knowledge base of the tenant
-    top_k: int
+    @property
+    def citations(self) -> list[Citation]:
+        return self.prepared.citations
 
 
 class ChatService:
-    def __init__(self, db: Database, gateway: Gateway, retriever: Retriever) -> None:
+    def __init__(self, db: Database, gateway: Gateway) -> None:
         self.db = db
         self.gateway = gateway
-        self.retriever = retriever
 
     async def _history(self, principal: Principal, conversation_id: uuid.UUID) -> list[Message]:
         tenant_id = principal.require_tenant()
@@ -76,24 +79,16 @@ class ChatService:
         rag: RagOptions | None = None,
     ) -> ChatTurn:
         history = await self._history(principal, conversation_id) if conversation_id else []
-        messages = [*history, Message("user", message)]
-        sources: list[Source] = []
-        cited: list[Citation] = []
-        if rag is not None:
-            grounded = await self.retriever.ground(
-                principal, messages, collection_ids=rag.collection_ids, top_k=rag.top_k
-            )
-            messages, sources, cited = grounded.messages, grounded.sources, grounded.citations
         chat = ChatInput(
-            messages=messages,
+            messages=[*history, Message("user", message)],
             model=model,
             max_tokens=max_tokens,
             temperature=temperature,
-            sources=sources,
             use_cache=use_cache,
+            rag=rag,
         )
         prepared = await self.gateway.prepare(principal, chat, api="native")
-        return ChatTurn(conversation_id or uuid.uuid4(), prepared, cited)
+        return ChatTurn(conversation_id or uuid.uuid4(), prepared)
 
     async def _save(self, turn: ChatTurn, question: str, outcome: Outcome, *, is_new: bool) -> None:
         principal = turn.prepared.principal

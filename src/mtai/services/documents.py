@@ -28,6 +28,7 @@ from mtai.providers.storage.base import ObjectStore, document_key
 from mtai.services import audit, tenant_settings
 from mtai.services.auth import Authenticator
 from mtai.services.knowledge_bases import KnowledgeBaseService, actor_label
+from mtai.services.metering import Meter
 from mtai.services.principal import Principal, Scope
 
 log = get_logger(__name__)
@@ -82,7 +83,9 @@ class DocumentService:
         max_upload_bytes: int,
         max_documents: int,
         lease_seconds: float,
+        meter: Meter,
     ) -> None:
+        self.meter = meter
         self.db = db
         self.auth = auth
         self.store = store
@@ -107,6 +110,8 @@ class DocumentService:
                 f"The file is {len(upload.data)} bytes; the limit is {max_bytes}. "
                 "Split it into smaller documents."
             )
+        # Counted and refused like any metered request; its embedding is charged once done.
+        await self.meter.admit_request(principal)
         digest = hashlib.sha256(upload.data).hexdigest()
         async with self.db.tenant(tenant_id) as session:
             collection = await self.knowledge_bases.for_upload(

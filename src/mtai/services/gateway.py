@@ -12,14 +12,15 @@ import json
 import time
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import anyio
 
-from mtai.context import request_id_var
+from mtai.context import new_request_id, request_id_var
 from mtai.errors import AppError, InvalidInput
+from mtai.logging import get_logger
 from mtai.providers.cache.stores import CacheStore
 from mtai.providers.llm.base import (
     CompletionRequest,
@@ -35,20 +36,19 @@ from mtai.providers.llm.registry import ProviderRegistry
 from mtai.services import tenant_settings, tokenizer
 from mtai.services.auth import Authenticator
 from mtai.services.catalog import Catalog, ModelSpec
-from mtai.services.limits import (
-    Admission,
-    BudgetExceeded,
-    Estimate,
-    LimitService,
-    LimitSettings,
-    RateLimited,
-    reserve_tokens,
-)
-from mtai.services.limits import Scope as LimitScope
+from mtai.services.limits import Admission, Estimate, reserve_tokens
 from mtai.services.llm_router import LLMRouter, Target
+from mtai.services.metering import Meter, limit_scopes, provider_of
 from mtai.services.metrics import Metrics
 from mtai.services.principal import Principal, Scope
+from mtai.services.retrieval import MAX_QUERY_CHARS, Citation, Retriever, SearchQuery
 from mtai.services.usage import PromptLogEntry, UsageLedger, UsageRecord
+
+log = get_logger(__name__)
+# What a RAG chat reserves for its sources beyond the passages themselves: the instructions and
+# each passage's number, title and heading.
+GROUNDING_TOKENS = 120
+SOURCE_HEADER_TOKENS = 40
 
 
 class ContextTooLong(InvalidInput):
@@ -63,6 +63,12 @@ class StreamInterrupted(AppError):
 
 
 @dataclass(frozen=True)
+class RagOptions:
+    collection_ids: list[uuid.UUID] | None  # None: every knowledge base of the tenant
+    top_k: int
+
+
+@dataclass(frozen=True)
 class ChatInput:
     messages: list[Message]  # the whole conversation, newest last
     model: str | None = None
@@ -70,6 +76,7 @@ class ChatInput:
     temperature: float | None = None
     sources: list[Source] = field(default_factory=list)
     use_cache: bool = False  # the caller asks for the response cache (non-streaming only)
+    rag: RagOptions | None = None  # ground the answer in the tenant's documents (once admitted)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,9 @@ class Prepared:
     admission: Admission | None = None
     cache_key: str | None = None
     cache_ttl: int = 0
+    citations: list[Citation] = field(default_factory=list)
+    retrieval_tokens: int = 0  # the question's embedding, when the answer is grounded
+    retrieval_cost: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -104,18 +114,61 @@ class Outcome:
     cached: bool = False
 
 
-def cache_key(tenant_id: uuid.UUID, model: str, chat: ChatInput) -> str:
-    """Tenant-namespaced; identical model, messages and sampling settings give the same key."""
+def cache_owner(principal: Principal, *, shared: bool) -> str:
+    """Whose cache entries a request reads and writes: its own principal's (a user or an API
+    key), or the whole tenant's when the tenant opted into sharing (`cache_shared`)."""
+    if shared:
+        return "tenant"
+    actor_type, actor_id = principal.actor
+    return f"{actor_type}:{actor_id}"
+
+
+def cache_key(
+    tenant_id: uuid.UUID, owner: str, model: str, messages: list[Message], chat: ChatInput
+) -> str:
+    """Tenant-namespaced and per owner (see `cache_owner`); identical model, messages and
+    sampling settings give the same key."""
     material = json.dumps(
         {
+            "owner": owner,
             "model": model,
-            "messages": [[m.role, m.content] for m in chat.messages],
+            "messages": [[m.role, m.content] for m in messages],
             "temperature": chat.temperature,
             "max_tokens": chat.max_tokens,
         },
         separators=(",", ":"),
     )
     return f"mtai:cache:{{{tenant_id}}}:{hashlib.sha256(material.encode()).hexdigest()}"
+
+
+def cache_status(prepared: Prepared, outcome: Outcome) -> str | None:
+    """ "hit" or "miss" for `X-Mtai-Cache`, shown only to admin-scoped callers: to anyone else
+    a hit would tell what others in the tenant asked."""
+    if prepared.cache_key is None or Scope.ADMIN not in prepared.principal.scopes:
+        return None
+    return "hit" if outcome.cached else "miss"
+
+
+def output_tokens(spec: ModelSpec, asked: int | None, essential: int) -> int:
+    """The output limit a model of the chain gets: what was asked, within its own limits."""
+    wanted = min(asked or spec.max_output_tokens, spec.max_output_tokens)
+    return max(1, min(wanted, spec.context_window - essential))
+
+
+def chain_estimate(
+    targets: list[Target], prompt: int, essential: int, asked: int | None
+) -> Estimate:
+    """The worst case over the whole fallback chain: each model reads the history trimmed to
+    its own window and writes up to its own output limit, so a fallback with a larger window
+    or output limit can cost far more than the primary."""
+    tokens, cost = 0, Decimal(0)
+    for target in targets:
+        spec = target.spec
+        out = output_tokens(spec, asked, essential)
+        reserved = reserve_tokens(min(prompt, max(0, spec.context_window - out)), 0)
+        tokens = max(tokens, reserved + out)
+        cost = max(cost, spec.cost(reserved, out))
+    return Estimate(tokens=tokens, cost_usd=cost)
 
 
 def _cache_entry(outcome: Outcome) -> str:
@@ -142,12 +195,18 @@ class Gateway:
         registry: ProviderRegistry,
         router: LLMRouter,
         ledger: UsageLedger,
-        limits: LimitService,
         metrics: Metrics,
         cache: CacheStore,
+        *,
+        meter: Meter,
+        retriever: Retriever,
+        source_tokens: int,
     ) -> None:
+        """`source_tokens`: the most tokens one retrieved passage holds (the chunk size)."""
         self.cache = cache
-        self.limits = limits
+        self.meter = meter
+        self.retriever = retriever
+        self.source_tokens = source_tokens
         self.metrics = metrics
         self.auth = auth
         self.catalog = catalog
@@ -167,7 +226,11 @@ class Gateway:
             return None
 
     async def prepare(self, principal: Principal, chat: ChatInput, *, api: str) -> Prepared:
+        """Authorise, admit (limits and budgets, at the fallback chain's worst case), and only
+        then ground in the tenant's documents: a refused request costs no retrieval."""
         principal.require_scope(Scope.CHAT)
+        if chat.rag is not None:
+            principal.require_scope(Scope.RAG_READ)
         tenant_id = principal.require_tenant()
         settings = await self.auth.tenant_settings(tenant_id)
         spec = await self.catalog.resolve(settings, chat.model)
@@ -176,8 +239,10 @@ class Gateway:
                 f"max_tokens {chat.max_tokens} exceeds {spec.name}'s limit of "
                 f"{spec.max_output_tokens} output tokens; ask for fewer."
             )
-        essential = [m for m in chat.messages if m.role == "system"] + chat.messages[-1:]
-        needed = tokenizer.count_messages(essential) + (chat.max_tokens or 1)
+        essential = tokenizer.count_messages(
+            [m for m in chat.messages if m.role == "system"] + chat.messages[-1:]
+        )
+        needed = essential + (chat.max_tokens or 1)
         if needed > spec.context_window:
             raise ContextTooLong(
                 f"The message and max_tokens need {needed} tokens but {spec.name} holds "
@@ -189,56 +254,116 @@ class Gateway:
             for endpoint in [await self.catalog.endpoint(tenant_id, s)]
         ]
         policy = tenant_settings.parse(settings)
-        prepared = Prepared(
+        prompt = tokenizer.count_messages(chat.messages)
+        query: SearchQuery | None = None
+        retrieval_model, retrieval_tokens, retrieval_cost = "", 0, Decimal(0)
+        if chat.rag is not None:
+            query = self._rag_query(chat.messages, chat.rag)
+            retrieval_model, retrieval_tokens = self.retriever.query_tokens(query)
+            retrieval_cost = await self.meter.embedding_cost(retrieval_model, retrieval_tokens)
+            prompt += GROUNDING_TOKENS + chat.rag.top_k * (
+                self.source_tokens + SOURCE_HEADER_TOKENS
+            )
+        worst = chain_estimate(targets, prompt, essential, chat.max_tokens)
+        estimate = Estimate(worst.tokens + retrieval_tokens, worst.cost_usd + retrieval_cost)
+        admission = await self.meter.admit(
+            principal, estimate, limit_scopes(principal, policy.limits)
+        )
+        messages, sources, cited = chat.messages, chat.sources, []
+        if chat.rag is not None:
+            try:
+                grounded = await self.retriever.ground(
+                    principal,
+                    chat.messages,
+                    collection_ids=chat.rag.collection_ids,
+                    top_k=chat.rag.top_k,
+                )
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await admission.settle(0, Decimal(0))
+                raise
+            messages, sources, cited = grounded.messages, grounded.sources, grounded.citations
+        request_id = request_id_var.get() or new_request_id()
+        if chat.rag is not None:
+            self._record_retrieval(
+                principal, request_id, retrieval_model, retrieval_tokens, retrieval_cost
+            )
+        return Prepared(
             principal=principal,
             primary=spec,
             targets=targets,
-            messages=chat.messages,
+            messages=messages,
             max_tokens=chat.max_tokens,
             temperature=chat.temperature,
-            sources=chat.sources,
+            sources=sources,
             prompt_log_days=policy.prompt_log_retention_days if policy.log_prompts else None,
             api=api,
-            request_id=request_id_var.get() or uuid.uuid4().hex,
+            request_id=request_id,
             started=time.perf_counter(),
-            cache_key=cache_key(tenant_id, spec.name, chat)
+            admission=admission,
+            cache_key=cache_key(
+                tenant_id,
+                cache_owner(principal, shared=policy.cache_shared),
+                spec.name,
+                messages,
+                chat,
+            )
             if chat.use_cache and policy.cache_enabled
             else None,
             cache_ttl=policy.cache_ttl_seconds,
+            citations=cited,
+            retrieval_tokens=retrieval_tokens,
+            retrieval_cost=retrieval_cost,
         )
-        scopes = [LimitScope(tenant_id, None, policy.limits)]
-        if principal.api_key_id is not None and principal.key_limits:
-            key_limits = LimitSettings.model_validate(principal.key_limits)
-            scopes.append(LimitScope(tenant_id, principal.api_key_id, key_limits))
-        first = self._request_for(prepared, targets[0])
-        prompt = reserve_tokens(tokenizer.count_messages(first.messages), 0)
-        estimate = Estimate(
-            tokens=prompt + first.max_tokens,
-            cost_usd=max(t.spec.cost(prompt, first.max_tokens) for t in targets),
+
+    @staticmethod
+    def _rag_query(messages: list[Message], rag: RagOptions) -> SearchQuery:
+        return SearchQuery(
+            query=messages[-1].content[:MAX_QUERY_CHARS],
+            limit=rag.top_k,
+            collection_ids=rag.collection_ids,
         )
-        try:
-            admission = await self.limits.admit(scopes, estimate, prepared.request_id)
-        except (RateLimited, BudgetExceeded) as refusal:
-            self.metrics.refused(tenant_id, refusal.code)
-            raise
-        return replace(prepared, admission=admission)
+
+    def _record_retrieval(
+        self, principal: Principal, request_id: str, model: str, tokens: int, cost: Decimal
+    ) -> None:
+        """A grounded answer's retrieval gets a ledger row of its own, beside the answer's."""
+        self.ledger.record(
+            UsageRecord.for_principal(
+                principal,
+                request_id=f"{request_id}.retrieval",
+                model=model,
+                provider=provider_of(model),
+                prompt_tokens=tokens,
+                completion_tokens=0,
+                cost_usd=cost,
+                latency_ms=0,
+                ttft_ms=None,
+                status="ok",
+                error_code=None,
+                api="rag_search",
+                created_at=datetime.now(UTC),
+            )
+        )
 
     @staticmethod
     async def release(prepared: Prepared, outcome: Outcome | None) -> None:
         """Hand back what the request reserved, keeping what it really used."""
         if prepared.admission is not None:
             used = outcome.prompt_tokens + outcome.completion_tokens if outcome else 0
-            await prepared.admission.settle(used, outcome.cost_usd if outcome else Decimal(0))
+            cost = outcome.cost_usd if outcome else Decimal(0)
+            await prepared.admission.settle(
+                used + prepared.retrieval_tokens, cost + prepared.retrieval_cost
+            )
 
     @staticmethod
     def _request_for(prepared: Prepared, target: Target) -> CompletionRequest:
         """Each model in the chain gets the history trimmed to its own context window."""
         spec = target.spec
-        max_tokens = min(prepared.max_tokens or spec.max_output_tokens, spec.max_output_tokens)
         essential = tokenizer.count_messages(
             [m for m in prepared.messages if m.role == "system"] + prepared.messages[-1:]
         )
-        max_tokens = max(1, min(max_tokens, spec.context_window - essential))
+        max_tokens = output_tokens(spec, prepared.max_tokens, essential)
         return CompletionRequest(
             model=spec.upstream_model,
             messages=tokenizer.trim_to_fit(prepared.messages, spec.context_window - max_tokens),
@@ -261,6 +386,15 @@ class Gateway:
         finish_reason: str,
         cached: bool = False,
     ) -> Outcome:
+        if usage is not None and (usage.prompt_tokens < 0 or usage.completion_tokens < 0):
+            # Never a refund: an upstream that reports negative usage is not believed.
+            log.warning(
+                "upstream.negative_usage",
+                model=spec.name,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+            )
+            usage = None
         if usage is None:  # the upstream did not say (extractive, cut-off stream): count ourselves
             prompt = tokenizer.count_messages(request.messages) if request is not None else 0
             usage = Usage(prompt if status != "error" else 0, tokenizer.count(text))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.storage.base import ObjectMissing, ObjectStore
 from mtai.rag.chunking import Chunk, chunk_document
 from mtai.rag.parsing import ParsedDocument, ParseError, parse
+from mtai.services.metering import Meter, provider_of
 
 log = get_logger(__name__)
 Enqueue = Callable[[uuid.UUID, uuid.UUID], Awaitable[None]]
@@ -89,7 +91,9 @@ class Ingestor:
         overlap_tokens: int,
         lease_seconds: float,
         max_attempts: int,
+        meter: Meter,
     ) -> None:
+        self.meter = meter  # records each document's embedding tokens and charges the budget
         self.db = db
         self.store = store
         self.embedders = embedders
@@ -156,7 +160,9 @@ class Ingestor:
         )
         if not pieces:
             raise ParseError("The document contains no text to index.")
+        embedding_started = time.perf_counter()
         vectors = await self._embed(embedder, pieces, lease)
+        embedding_ms = int((time.perf_counter() - embedding_started) * 1000)
         metadata = dict(document.doc_metadata)
         rows = [
             chunks_repo.NewChunk(
@@ -190,6 +196,16 @@ class Ingestor:
             if not finished:
                 raise LeaseLost  # rolls the chunks back with it
         log.info("rag.ingest.ready", document_id=str(document.id), chunks=len(rows))
+        await self.meter.charge_ingestion(
+            tenant_id=document.tenant_id,
+            document_id=document.id,
+            attempt=attempt,
+            created_by=document.created_by,
+            model=embedder.name,
+            provider=provider_of(embedder.name),
+            tokens=sum(c.tokens for c in pieces),
+            latency_ms=embedding_ms,
+        )
 
     async def _embed(
         self, embedder: Embedder, pieces: list[Chunk], lease: _Lease

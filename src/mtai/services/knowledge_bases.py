@@ -21,6 +21,7 @@ from mtai.errors import Conflict, NotFound
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.storage.base import ObjectStore
 from mtai.services import audit
+from mtai.services.metering import Meter
 from mtai.services.principal import Principal, Scope
 
 DEFAULT_NAME = "default"
@@ -54,7 +55,9 @@ class KnowledgeBaseService:
         enqueue: Enqueue,
         *,
         max_per_tenant: int,
+        meter: Meter,
     ) -> None:
+        self.meter = meter
         self.db = db
         self.embedders = embedders
         self.store = store
@@ -180,6 +183,10 @@ class KnowledgeBaseService:
     ) -> Change:
         principal.require_scope(Scope.RAG_WRITE)
         tenant_id = principal.require_tenant()
+        if embedding_model is not None:
+            # Re-embedding spends compute: admitted like any metered request (the documents'
+            # embedding is charged as each one is processed again).
+            await self.meter.admit_request(principal)
         requeued: list[uuid.UUID] = []
         async with self.db.tenant(tenant_id) as session:
             collection = await self._found(session, collection_id)

@@ -213,7 +213,11 @@ class LimitService:
         error.headers = {"Retry-After": str(math.ceil(self.retry_seconds))}
         raise error
 
-    async def admit(self, scopes: list[Scope], estimate: Estimate, member: str) -> Admission:
+    async def admit(self, scopes: list[Scope], estimate: Estimate) -> Admission:
+        """All of `scopes`' limits checked and applied at once. The member that holds the
+        request's window entries, lease and reservations is made here, for this admission only:
+        nothing a client sends (X-Request-ID) can make two requests share or overwrite one."""
+        member = uuid.uuid4().hex
         checks = [c for scope in scopes for c in checks_for(scope, estimate, self.lease_ms)]
         store = self._store()
         if not checks:
@@ -236,6 +240,29 @@ class LimitService:
             spent = await self.spend(scope.tenant_id, scope.key_id, kind)
             await store.seed(decision.needs_seed, spent, (seconds_to_month_end() + 86400) * 1000)
         raise ServiceUnavailable("Limits could not be checked; retry.", code="limits_unavailable")
+
+    async def charge(self, scopes: list[Scope], tokens: int, cost_usd: Decimal) -> None:
+        """Add work done outside a request (a document's embedding in the worker) to the
+        scopes' monthly budgets; it is in the ledger too, so a lost charge is re-seeded."""
+        checks = [
+            c
+            for scope in scopes
+            for c in checks_for(scope, Estimate(tokens, cost_usd), self.lease_ms)
+            if c.kind == "budget"
+        ]
+        if not checks:
+            return
+        by_key = {c.key: s for s in scopes for c in checks_for(s, Estimate(0, cost_usd), 0)}
+        try:
+            store = self._store()
+            for check in checks:
+                scope = by_key[check.key]
+                kind = "usd" if ":usd:" in check.key else "tokens"
+                spent = await self.spend(scope.tenant_id, scope.key_id, kind)
+                await store.seed(check.key, spent, (seconds_to_month_end() + 86400) * 1000)
+            await Admission(store, uuid.uuid4().hex, checks).settle(tokens, cost_usd)
+        except (LimitStoreUnavailable, ServiceUnavailable):
+            log.warning("limits.charge_failed", tokens=tokens)
 
     @staticmethod
     def _refusal(decision: Decision) -> AppError:

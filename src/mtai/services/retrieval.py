@@ -22,6 +22,7 @@ from mtai.db.repositories.chunks import Candidate, Passage
 from mtai.errors import NotFound
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.llm.base import Message, Source
+from mtai.services.metering import Meter, provider_of
 from mtai.services.principal import Principal, Scope
 from mtai.services.rank_fusion import Ranked, rank
 
@@ -134,12 +135,19 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 class Retriever:
     def __init__(
-        self, db: Database, embedders: EmbedderRegistry, spare_connections: int | None = None
+        self,
+        db: Database,
+        embedders: EmbedderRegistry,
+        spare_connections: int | None = None,
+        *,
+        meter: Meter | None = None,
     ) -> None:
         """`spare_connections`: searches that may run their keyword part on a second pooled
-        connection at once (default: half the pool)."""
+        connection at once (default: half the pool). `meter`: admits and records each search
+        (the runtime always gives one)."""
         self.db = db
         self.embedders = embedders
+        self.meter = meter
         limit = max(1, db.pool_size // 2) if spare_connections is None else spare_connections
         self.spare = SpareConnections(limit)
 
@@ -155,6 +163,13 @@ class Retriever:
                 )
         return found
 
+    def query_tokens(self, query: SearchQuery) -> tuple[str, int]:
+        """The embedding model a query is metered under (the default one) and its tokens."""
+        if query.mode is SearchMode.KEYWORD:
+            return self.embedders.default_name, 0
+        embedder = self.embedders.get(self.embedders.default_name)
+        return embedder.name, min(embedder.count_tokens(query.query), embedder.max_tokens)
+
     async def search(
         self,
         principal: Principal,
@@ -162,7 +177,26 @@ class Retriever:
         *,
         embedded: Mapping[str, Vector] | None = None,
     ) -> list[Hit]:
-        """`embedded`: the query's embedding by model name, when the caller has it already."""
+        """A search: admitted by the limits and budgets (before the query is embedded) and
+        recorded in the usage ledger with its embedding tokens.
+
+        `embedded`: the query's embedding by model name, when the caller has it already."""
+        principal.require_scope(Scope.RAG_READ)
+        if self.meter is None:
+            return await self._search(principal, query, embedded=embedded)
+        model, tokens = self.query_tokens(query)
+        async with self.meter.embedding(
+            principal, model=model, provider=provider_of(model), tokens=tokens, api="rag_search"
+        ):
+            return await self._search(principal, query, embedded=embedded)
+
+    async def _search(
+        self,
+        principal: Principal,
+        query: SearchQuery,
+        *,
+        embedded: Mapping[str, Vector] | None = None,
+    ) -> list[Hit]:
         principal.require_scope(Scope.RAG_READ)
         tenant_id = principal.require_tenant()
         vectors = dict(embedded or {})
@@ -272,9 +306,10 @@ class Retriever:
         collection_ids: list[uuid.UUID] | None,
         top_k: int,
     ) -> Grounded:
-        """Retrieve for the last message and put the sources in front of it."""
+        """Retrieve for the last message and put the sources in front of it. Not metered on
+        its own: the chat request that grounds is admitted (and recorded) as a whole."""
         *earlier, question = messages
-        hits = await self.search(
+        hits = await self._search(
             principal,
             SearchQuery(
                 query=question.content[:MAX_QUERY_CHARS],

@@ -21,6 +21,11 @@ class TenantSettings(BaseModel):
     prompt_log_retention_days: int = Field(default=30, ge=1, le=3650)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     cache_enabled: bool = Field(default=False, description="Allow the exact-match response cache.")
+    cache_shared: bool = Field(
+        default=False,
+        description="Share cached answers between the tenant's users and keys; by default each "
+        "user or key reads only answers cached for its own requests.",
+    )
     cache_ttl_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
     max_documents: int | None = Field(
         default=None, ge=0, description="Documents the tenant may hold; absent: the platform's."

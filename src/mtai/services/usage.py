@@ -2,9 +2,9 @@
 
 A request's record is appended to this process's spool file (one JSON line, flushed to the
 kernel at once: it survives the process crashing). A background task moves spooled records
-into Postgres in batches, idempotently (the request id is the key), together with the daily
-rollups and, where the tenant allows, the prompt log. Spool files of processes that died are
-claimed and drained by the survivors or by the next start.
+into Postgres in batches, idempotently (the tenant and the server-made request id are the key),
+together with the daily rollups and, where the tenant allows, the prompt log. Spool files of
+processes that died are claimed and drained by the survivors or by the next start.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from mtai.context import client_request_id_var
 from mtai.db.engine import Database
 from mtai.db.repositories import usage as usage_repo
 from mtai.logging import get_logger
@@ -49,10 +50,11 @@ class UsageRecord:
     ttft_ms: int | None
     status: str  # ok | error | cancelled
     error_code: str | None
-    api: str  # native | openai
+    api: str  # native | openai | embeddings | rag_search | ingestion
     created_at: datetime
     cached: bool = False
     prompt_log: PromptLogEntry | None = None
+    client_request_id: str | None = None  # the client's X-Request-ID, for correlation only
 
     @classmethod
     def for_principal(cls, principal: Principal, **fields: Any) -> UsageRecord:
@@ -60,6 +62,7 @@ class UsageRecord:
             tenant_id=principal.require_tenant(),
             user_id=principal.user_id,
             api_key_id=principal.api_key_id,
+            client_request_id=client_request_id_var.get(),
             **fields,
         )
 
@@ -78,7 +81,13 @@ def _decode(line: str) -> dict[str, Any]:
         raw[key] = uuid.UUID(raw[key]) if raw[key] else None
     raw["cost_usd"] = Decimal(raw["cost_usd"])
     raw["created_at"] = datetime.fromisoformat(raw["created_at"])
+    raw.setdefault("client_request_id", None)  # spooled by a version before it was kept
     return raw
+
+
+def _private(path: str, flags: int) -> int:
+    """Spool files are created 0600 whatever the umask: they can hold prompts."""
+    return os.open(path, flags, 0o600)
 
 
 def _alive(pid: int) -> bool:
@@ -95,13 +104,15 @@ class UsageLedger:
     def __init__(self, db: Database, spool_dir: Path) -> None:
         self.db = db
         self.spool_dir = spool_dir
-        spool_dir.mkdir(parents=True, exist_ok=True)
+        # Records can hold prompts (prompt logging): only the service's own user reads them.
+        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        spool_dir.chmod(0o700)
         self._file = self._open()
         self._lock = asyncio.Lock()
 
     def _open(self) -> Any:
         path = self.spool_dir / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        return path.open("a", encoding="utf-8")
+        return open(path, "a", encoding="utf-8", opener=_private)  # Path.open takes no opener
 
     def record(self, record: UsageRecord) -> None:
         """Hand a record over durably. A write to the page cache: microseconds, no await, so
@@ -168,7 +179,7 @@ class UsageLedger:
         async with self.db.platform() as session:
             fresh = await usage_repo.insert_events(session, events)
             await usage_repo.add_to_daily(session, _rollup(fresh))
-            fresh_ids = {row["request_id"] for row in fresh}
+            fresh_ids = {(row["tenant_id"], row["request_id"]) for row in fresh}
             logs = [
                 {
                     "request_id": r["request_id"],
@@ -181,7 +192,7 @@ class UsageLedger:
                     + timedelta(days=r["prompt_log"]["retention_days"]),
                 }
                 for r in records
-                if r.get("prompt_log") and r["request_id"] in fresh_ids
+                if r.get("prompt_log") and (r["tenant_id"], r["request_id"]) in fresh_ids
             ]
             await usage_repo.insert_prompt_logs(session, logs)
             await usage_repo.purge_prompt_logs(session, datetime.now(UTC))

@@ -16,8 +16,8 @@ from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
 from mtai.api.schemas import CitationOut, Page, ResponseModel, StrictModel
 from mtai.api.streaming import EventStreamResponse, sse
 from mtai.errors import AppError, InvalidInput
-from mtai.services.chat import ChatTurn, RagOptions
-from mtai.services.gateway import Outcome
+from mtai.services.chat import ChatTurn
+from mtai.services.gateway import Outcome, RagOptions, cache_status
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat"])
 
@@ -151,8 +151,8 @@ async def chat(
     is_new = body.conversation_id is None
     if not body.stream:
         outcome = await runtime.chat.complete(turn, body.message, is_new=is_new)
-        if turn.prepared.cache_key is not None:
-            response.headers["X-Mtai-Cache"] = "hit" if outcome.cached else "miss"
+        if (cache := cache_status(turn.prepared, outcome)) is not None:
+            response.headers["X-Mtai-Cache"] = cache
         return _response(outcome, turn)
     session = await runtime.chat.open_stream(turn)
 

@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from mtai.api.deps import PrincipalDep, RuntimeDep
 from mtai.api.streaming import EventStreamResponse, sse
 from mtai.errors import AppError, InvalidInput
-from mtai.providers.llm.base import Message, Role, Source
-from mtai.services.gateway import ChatInput, Outcome
+from mtai.providers.llm.base import Message, Role
+from mtai.services.gateway import ChatInput, Outcome, RagOptions, cache_status
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 _ROLES: dict[str, Role] = {
@@ -108,33 +108,26 @@ async def chat_completions(
 ) -> Response | dict[str, Any]:
     if body.n not in (None, 1):
         raise InvalidInput("n > 1 is not supported; send one request per completion.")
-    messages = _messages(body, runtime.settings.max_message_chars)
-    sources: list[Source] = []
-    cited: list[dict[str, Any]] = []
-    if body.use_rag:
-        grounded = await runtime.retriever.ground(
-            principal,
-            messages,
-            collection_ids=body.collection_ids,
-            top_k=body.rag_top_k or runtime.settings.rag_top_k,
-        )
-        messages, sources = grounded.messages, grounded.sources
-        cited = [c.as_json() for c in grounded.citations]
     chat = ChatInput(
-        messages=messages,
-        sources=sources,
+        messages=_messages(body, runtime.settings.max_message_chars),
         model=body.model,
         max_tokens=body.max_completion_tokens or body.max_tokens,
         temperature=body.temperature,
         use_cache=not body.stream and (x_mtai_cache or "").lower() in ("1", "true", "use"),
+        rag=RagOptions(
+            collection_ids=body.collection_ids, top_k=body.rag_top_k or runtime.settings.rag_top_k
+        )
+        if body.use_rag
+        else None,
     )
     prepared = await runtime.gateway.prepare(principal, chat, api="openai")
+    cited = [c.as_json() for c in prepared.citations]
     completion_id = f"chatcmpl-{prepared.request_id}"
     created = int(time.time())
     if not body.stream:
         outcome = await runtime.gateway.complete(prepared)
-        if prepared.cache_key is not None:
-            response.headers["X-Mtai-Cache"] = "hit" if outcome.cached else "miss"
+        if (cache := cache_status(prepared, outcome)) is not None:
+            response.headers["X-Mtai-Cache"] = cache
         return {
             "id": completion_id,
             "object": "chat.completion",

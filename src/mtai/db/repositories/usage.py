@@ -9,15 +9,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mtai.db.models import PromptLog, UsageDaily, UsageEvent
+from mtai.db.models import ApiKey, PromptLog, UsageDaily, UsageEvent
 
 # One statement each, executed with the rows as parameters: SQLAlchemy caches it and sends the
 # rows in batches (insertmanyvalues). `.values(rows)` built and compiled a new statement for
 # every flush, on the event loop, a stall of tens of milliseconds under load.
 _INSERT_EVENTS = (
     insert(UsageEvent)
-    .on_conflict_do_nothing(index_elements=[UsageEvent.request_id])
-    .returning(UsageEvent.request_id)
+    .on_conflict_do_nothing(index_elements=[UsageEvent.tenant_id, UsageEvent.request_id])
+    .returning(UsageEvent.tenant_id, UsageEvent.request_id)
 )
 _DAILY = insert(UsageDaily)
 _ADD_TO_DAILY = _DAILY.on_conflict_do_update(
@@ -30,11 +30,12 @@ _ADD_TO_DAILY = _DAILY.on_conflict_do_update(
 
 
 async def insert_events(session: AsyncSession, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert, skipping request ids already recorded; returns the rows actually inserted."""
+    """Insert, skipping (tenant, request id) pairs already recorded; returns the rows inserted."""
     if not rows:
         return []
-    inserted = set((await session.execute(_INSERT_EVENTS, rows)).scalars())
-    return [row for row in rows if row["request_id"] in inserted]
+    result = await session.execute(_INSERT_EVENTS, rows)
+    inserted = {(tenant_id, request_id) for tenant_id, request_id in result.all()}
+    return [row for row in rows if (row["tenant_id"], row["request_id"]) in inserted]
 
 
 async def add_to_daily(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
@@ -47,7 +48,7 @@ async def insert_prompt_logs(session: AsyncSession, rows: list[dict[str, Any]]) 
         await session.execute(
             insert(PromptLog)
             .values(rows)
-            .on_conflict_do_nothing(index_elements=[PromptLog.request_id])
+            .on_conflict_do_nothing(index_elements=[PromptLog.tenant_id, PromptLog.request_id])
         )
 
 
@@ -112,12 +113,23 @@ async def month_spend(
             func.coalesce(func.sum(UsageDaily.prompt_tokens + UsageDaily.completion_tokens), 0),
         ).where(UsageDaily.tenant_id == tenant_id, UsageDaily.day >= since.date())
     else:
+        # A rotated key carries the month of the keys it replaced: follow `rotated_from`.
+        chain = (
+            select(ApiKey.id, ApiKey.rotated_from)
+            .where(ApiKey.tenant_id == tenant_id, ApiKey.id == api_key_id)
+            .cte("key_chain", recursive=True)
+        )
+        chain = chain.union(
+            select(ApiKey.id, ApiKey.rotated_from).join(
+                chain, (ApiKey.id == chain.c.rotated_from) & (ApiKey.tenant_id == tenant_id)
+            )
+        )
         query = select(
             func.coalesce(func.sum(UsageEvent.cost_usd), 0),
             func.coalesce(func.sum(UsageEvent.prompt_tokens + UsageEvent.completion_tokens), 0),
         ).where(
             UsageEvent.tenant_id == tenant_id,
-            UsageEvent.api_key_id == api_key_id,
+            UsageEvent.api_key_id.in_(select(chain.c.id)),
             UsageEvent.created_at >= since,
         )
     cost, tokens = (await session.execute(query)).one()

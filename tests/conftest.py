@@ -111,6 +111,8 @@ class TenantFixture:
     member_token: str
     key_id: uuid.UUID
     key: str
+    member_email: str = ""
+    member_password: str = ""
 
     @property
     def owner(self) -> dict[str, str]:
@@ -134,21 +136,65 @@ async def login(client: httpx.AsyncClient, email: str, password: str, **headers:
     return token
 
 
+async def invite(
+    client: httpx.AsyncClient, headers: dict[str, str], email: str, role: str = "member"
+) -> dict[str, Any]:
+    """A tenant admin invites `email`; the answer (with the one-time token) as JSON."""
+    response = await client.post(
+        "/api/v1/invitations", json={"email": email, "role": role}, headers=headers
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def accept_invitation(
+    client: httpx.AsyncClient, token: str, password: str, **headers: str
+) -> str:
+    """The invited person accepts, as a new identity choosing `password`; their access token."""
+    response = await client.post(
+        "/api/v1/invitations/accept", json={"token": token, "password": password}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    access: str = response.json()["access_token"]
+    return access
+
+
+async def join(
+    client: httpx.AsyncClient,
+    inviter: dict[str, str],
+    email: str,
+    password: str,
+    role: str = "member",
+) -> str:
+    """An existing identity is invited, logs in, and accepts; its token in the new tenant."""
+    invited = await invite(client, inviter, email, role)
+    token = await login(client, email, password)
+    response = await client.post(
+        "/api/v1/invitations/accept",
+        json={"token": invited["token"]},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    access: str = response.json()["access_token"]
+    return access
+
+
 async def make_tenant(client: httpx.AsyncClient, runtime: Runtime) -> TenantFixture:
+    """A tenant made as in production: the owner and the member accept invitations."""
     slug = f"t-{secrets.token_hex(4)}"
     owner_email, password = f"owner@{slug}.example", secrets.token_urlsafe(16)
-    tenant, _ = await runtime.tenants.create(
-        operator(), slug=slug, name=slug.upper(), owner_email=owner_email, owner_password=password
+    tenant, owner_invitation = await runtime.tenants.create(
+        operator(), slug=slug, name=slug.upper(), owner_email=owner_email
     )
+    assert owner_invitation is not None
+    await accept_invitation(client, owner_invitation.token, password)
     owner_token = await login(client, owner_email, password)
     owner = {"Authorization": f"Bearer {owner_token}"}
     member_email, member_password = f"member@{slug}.example", secrets.token_urlsafe(16)
-    created = await client.post(
-        "/api/v1/users",
-        json={"email": member_email, "password": member_password, "role": "member"},
-        headers=owner,
-    )
-    assert created.status_code == 201, created.text
+    invited = await invite(client, owner, member_email, "member")
+    member_token = await accept_invitation(client, invited["token"], member_password)
+    me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {member_token}"})
     key = await client.post(
         "/api/v1/keys",
         json={"name": "ci", "scopes": ["chat", "rag:read", "rag:write", "admin"]},
@@ -161,10 +207,12 @@ async def make_tenant(client: httpx.AsyncClient, runtime: Runtime) -> TenantFixt
         owner_email=owner_email,
         owner_password=password,
         owner_token=owner_token,
-        member_id=uuid.UUID(created.json()["id"]),
-        member_token=await login(client, member_email, member_password),
+        member_id=uuid.UUID(me.json()["user_id"]),
+        member_token=member_token,
         key_id=uuid.UUID(key.json()["id"]),
         key=key.json()["key"],
+        member_email=member_email,
+        member_password=member_password,
     )
 
 
@@ -192,9 +240,8 @@ class AdminFixture:
 @pytest.fixture
 async def platform_admin(client: httpx.AsyncClient, runtime: Runtime) -> AdminFixture:
     email, password = f"root-{secrets.token_hex(4)}@platform.example", secrets.token_urlsafe(16)
-    await runtime.users.create_account(
-        operator(), email=email, password=password, platform_admin=True
-    )
+    activation = await runtime.invitations.issue_platform_activation(email)
+    await accept_invitation(client, activation.token, password)
     return AdminFixture(email, password, await login(client, email, password))
 
 

@@ -21,6 +21,7 @@ from mtai.logging import configure_logging
 from mtai.rag.evaluation import DatasetError, format_report, load_dataset
 from mtai.runtime import Runtime, open_runtime, reaper_task
 from mtai.services import bootstrap, doctor, retrieval_eval, secrets
+from mtai.services.invitations import Issued
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
 from mtai.services.tenant_archive import ArchiveReport, TenantArchive
 
@@ -262,10 +263,6 @@ def migrate_cmd(
     settings = _prepared()
     _run(upgrade(settings.migration_url, settings.db_app_role))
     typer.echo("migrations applied")
-
-
-@app.command("doctor")
-def doctor_cmd(
     if create_logins:
         if not (settings.database_migration_url and settings.platform_database_url):
             raise _fail(
@@ -282,6 +279,10 @@ def doctor_cmd(
             )
         )
         typer.echo(f"logins ready: {made[0]} (tenant), {made[1]} (platform)")
+
+
+@app.command("doctor")
+def doctor_cmd(
     call_providers: Annotated[
         bool,
         typer.Option(
@@ -310,15 +311,17 @@ def doctor_cmd(
 def tenant_create(
     slug: str,
     name: Annotated[str | None, typer.Option(help="Display name (default: the slug).")] = None,
-    owner_email: Annotated[str | None, typer.Option(help="Create or attach this owner.")] = None,
+    owner_email: Annotated[
+        str | None, typer.Option(help="Invite this email as owner (prints the invitation).")
+    ] = None,
 ) -> None:
     async def work(rt: Runtime) -> None:
-        tenant, generated = await rt.tenants.create(
+        tenant, issued = await rt.tenants.create(
             OPERATOR, slug=slug, name=name or slug, owner_email=owner_email
         )
         typer.echo(f"tenant {tenant.slug} created: {tenant.id}")
-        if generated:
-            typer.echo(f"owner {owner_email} initial password (shown once): {generated}")
+        if issued is not None:
+            _print_invitation(rt, issued)
 
     _operate(work)
 
@@ -411,37 +414,73 @@ def tenant_delete(
     _operate(work)
 
 
+def _print_invitation(rt: Runtime, issued: Issued) -> None:
+    invitation = issued.invitation
+    what = f"as {invitation.role}" if invitation.role else "as platform administrator"
+    typer.echo(
+        f"invitation for {invitation.email} {what}, "
+        f"expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
+    token, url = rt.invitations.shown(issued)
+    if token is None:
+        typer.echo("  delivered by mail only (MTAI_INVITATION_SHOW_TOKEN=false)")
+        return
+    typer.echo(f"  token (shown once): {token}")
+    typer.echo(f"  accept at: {url}")
+    typer.echo("  The person chooses their own password there, or logs in if they have an account.")
+
+
 @user_app.command("create")
 def user_create(
     email: str,
     tenant: Annotated[
-        str | None, typer.Option(help="Tenant id or slug to add the user to.")
+        str | None, typer.Option(help="Tenant id or slug to invite the user to.")
     ] = None,
     role: Annotated[Role, typer.Option(help="Role in that tenant.")] = Role.MEMBER,
-    platform_admin: Annotated[bool, typer.Option(help="Make a platform administrator.")] = False,
-    password: Annotated[
-        str | None,
-        typer.Option(
-            envvar="MTAI_NEW_USER_PASSWORD", help="Password (default: generated and printed once)."
-        ),
-    ] = None,
+    platform_admin: Annotated[
+        bool, typer.Option(help="Make a platform administrator (an activation for a new one).")
+    ] = False,
 ) -> None:
+    """Invite a person: they accept with the printed token and choose their own password."""
     if tenant is None and not platform_admin:
-        raise _fail("give --tenant (to add a member) or --platform-admin")
+        raise _fail("give --tenant (to invite a member) or --platform-admin")
 
     async def work(rt: Runtime) -> None:
-        acting = OPERATOR
+        if platform_admin:
+            existing = await rt.users.grant_platform_admin(OPERATOR, email)
+            if existing is not None:
+                typer.echo(f"user {existing.email} is a platform administrator: {existing.id}")
+            else:
+                _print_invitation(rt, await rt.invitations.issue_platform_activation(email))
         if tenant is not None:
             found = await rt.tenants.resolve(tenant)
-            acting = operator(found.id)
-        user, generated = await rt.users.create_account(
-            acting, email=email, password=password, role=role, platform_admin=platform_admin
-        )
-        typer.echo(f"user {user.email} ready: {user.id}")
-        if generated:
-            typer.echo(f"initial password (shown once): {generated}")
+            issued = await rt.invitations.issue_operator(
+                tenant_id=found.id, email=email, role=role, actor=OPERATOR
+            )
+            _print_invitation(rt, issued)
 
     _operate(work)
+
+
+def _set_active(email: str, active: bool) -> None:
+    async def work(rt: Runtime) -> None:
+        user = await rt.users.set_active(OPERATOR, email, active=active)
+        state = "enabled" if active else "disabled, every session ended"
+        typer.echo(f"user {user.email} {state}")
+
+    _operate(work)
+
+
+@user_app.command("disable")
+def user_disable(email: str) -> None:
+    """Disable an identity in every tenant and end its sessions (its tenants' keys stay)."""
+    _set_active(email, False)
+
+
+@user_app.command("enable")
+def user_enable(email: str) -> None:
+    """Enable a disabled identity again (it logs in again)."""
+    _set_active(email, True)
 
 
 @key_app.command("create")

@@ -137,6 +137,28 @@ class Settings(BaseSettings):
     local_model_threads: int = Field(
         default=2, ge=1, le=64, description="CPU threads for local model."
     )
+    egress_allow_hosts: str = Field(
+        default="",
+        description="Comma-separated host names, *.suffix wildcards, addresses or CIDR networks "
+        "that tenant-chosen provider URLs may reach although private (also over http, any port).",
+    )
+    egress_allowed_ports: str = Field(
+        default="443",
+        pattern=r"^\s*\d{1,5}\s*(,\s*\d{1,5}\s*)*$",
+        description="Comma-separated ports a tenant-chosen provider URL may use.",
+    )
+    provider_cache_size: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Provider clients (one per model endpoint and credential) kept per process.",
+    )
+    circuit_breaker_max_upstreams: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Upstreams (endpoint, credential, model) whose failures a process tracks.",
+    )
     usage_flush_seconds: float = Field(
         default=1.0, ge=0.05, le=60, description="How often the usage spool is written to Postgres."
     )
@@ -258,6 +280,14 @@ class Settings(BaseSettings):
     bootstrap_demo_tenant: str = Field(
         default="demo", description="Slug of the demo tenant made on first start; empty to skip."
     )
+
+    @property
+    def egress_allow_list(self) -> list[str]:
+        return [entry.strip() for entry in self.egress_allow_hosts.split(",") if entry.strip()]
+
+    @property
+    def egress_port_list(self) -> list[int]:
+        return [int(port) for port in self.egress_allowed_ports.split(",")]
 
     @property
     def migration_url(self) -> str:

@@ -37,6 +37,13 @@ class Conflict(AppError):
     code = "conflict"
 
 
+class Gone(AppError):
+    """Something that existed and can no longer be used (a used or expired invitation)."""
+
+    status_code = 410
+    code = "gone"
+
+
 class InvalidInput(AppError):
     status_code = 422
     code = "validation_error"

@@ -15,6 +15,7 @@ from mtai.db.notify import listen
 from mtai.errors import ConfigurationError
 from mtai.logging import get_logger
 from mtai.providers.cache.stores import MemoryCacheStore, RedisCacheStore
+from mtai.providers.egress import EgressPolicy
 from mtai.providers.embeddings.minilm_onnx import OnnxMiniLMEmbedder
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.limits.redis_store import RedisLimitStore
@@ -183,11 +184,19 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         jwt_ttl_seconds=settings.jwt_ttl_seconds,
         last_used=last_used,
     )
+    egress = EgressPolicy.from_settings(settings)
     catalog = Catalog(
-        db, cache, SecretBox(resolved.encryption_key), default_model=settings.default_model
+        db,
+        cache,
+        SecretBox(resolved.encryption_key),
+        default_model=settings.default_model,
+        egress=egress,
     )
     registry = ProviderRegistry(
-        local_model_path=settings.local_model_path, local_threads=settings.local_model_threads
+        egress=egress,
+        max_providers=settings.provider_cache_size,
+        local_model_path=settings.local_model_path,
+        local_threads=settings.local_model_threads,
     )
     ledger = UsageLedger(db, settings.data_dir / "usage-spool")
     usage = UsageReports(db)
@@ -231,7 +240,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         auth,
         catalog,
         registry,
-        LLMRouter(CircuitBreaker()),
+        LLMRouter(CircuitBreaker(max_keys=settings.circuit_breaker_max_upstreams)),
         ledger,
         metrics,
         RedisCacheStore(redis) if redis is not None else MemoryCacheStore(),
@@ -282,6 +291,8 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
     )
     try:
         await check_roles(db, settings.db_app_role, settings.env)
+        # Credentials still in the unbound format are bound to their tenant before any read.
+        await catalog.reencrypt_legacy()
         await catalog.ensure_defaults()
         # Loading the tokenizer's vocabulary takes a while: not on the first request.
         await asyncio.to_thread(tokenizer.count, "warm up")

@@ -9,6 +9,8 @@ import time
 import httpx
 
 from mtai.config import Settings
+from tests.conftest import accept_invitation
+from tests.conftest import login as login_token
 from tests.conftest import run_mtai as mtai
 from tests.support.s3_server import S3Server, create_bucket
 
@@ -22,16 +24,29 @@ async def wait_status(client: httpx.AsyncClient, key: str, status: int) -> httpx
         await asyncio.sleep(0.05)
 
 
+async def wait_token(client: httpx.AsyncClient, token: str, status: int) -> httpx.Response:
+    """The CLI's invalidation reaches this process through NOTIFY: poll briefly."""
+    deadline = time.monotonic() + 5
+    while True:
+        response = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.05)
+
+
 async def test_operator_workflow(client: httpx.AsyncClient, settings: Settings) -> None:
     assert mtai(settings, "migrate").stdout.strip() == "migrations applied"
     created = mtai(
         settings, "tenant", "create", "cli-co", "--name", "CLI Co", "--owner-email", "o@cli.example"
     )
     assert created.returncode == 0, created.stderr
-    owner_password = re.search(r"initial password \(shown once\): (\S+)", created.stdout)
-    assert owner_password is not None
+    assert "initial password" not in created.stdout
+    owner_token = re.search(r"token \(shown once\): (inv_\S+)", created.stdout)
+    assert owner_token is not None
+    assert f"/ui/accept#token={owner_token.group(1)}" in created.stdout
+    await accept_invitation(client, owner_token.group(1), "owner-chose-this")
     login = await client.post(
-        "/api/v1/auth/login", json={"email": "o@cli.example", "password": owner_password.group(1)}
+        "/api/v1/auth/login", json={"email": "o@cli.example", "password": "owner-chose-this"}
     )
     assert login.status_code == 200
     assert "cli-co" in mtai(settings, "tenant", "list").stdout
@@ -40,7 +55,29 @@ async def test_operator_workflow(client: httpx.AsyncClient, settings: Settings) 
         settings, "user", "create", "u@cli.example", "--tenant", "cli-co", "--role", "admin"
     )
     assert user.returncode == 0, user.stderr
-    assert "initial password (shown once)" in user.stdout
+    user_token = re.search(r"token \(shown once\): (inv_\S+)", user.stdout)
+    assert user_token is not None
+    assert "as admin" in user.stdout
+    await accept_invitation(client, user_token.group(1), "user-chose-this")
+
+    # Disable ends the sessions and refuses logins; enable lets the person in again.
+    session = await login_token(client, "u@cli.example", "user-chose-this")
+    disabled = mtai(settings, "user", "disable", "u@cli.example")
+    assert disabled.returncode == 0, disabled.stderr
+    assert (await wait_token(client, session, 401)).status_code == 401
+    assert mtai(settings, "user", "enable", "u@cli.example").returncode == 0
+    await login_token(client, "u@cli.example", "user-chose-this")
+
+    # A platform admin: an activation for a new identity, a flag for an existing one.
+    made_admin = mtai(settings, "user", "create", "ops@cli.example", "--platform-admin")
+    assert made_admin.returncode == 0, made_admin.stderr
+    activation = re.search(r"token \(shown once\): (inv_\S+)", made_admin.stdout)
+    assert activation is not None
+    admin_token = await accept_invitation(client, activation.group(1), "ops-chose-this")
+    me = await client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {admin_token}"})
+    assert me.json()["is_platform_admin"] is True
+    existing = mtai(settings, "user", "create", "u@cli.example", "--platform-admin")
+    assert "is a platform administrator" in existing.stdout
 
     made = mtai(settings, "key", "create", "--tenant", "cli-co", "--scope", "chat", "--name", "ops")
     assert made.returncode == 0, made.stderr

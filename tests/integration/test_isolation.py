@@ -21,12 +21,14 @@ from mtai.db.models import (
     Collection,
     Conversation,
     Document,
+    Invitation,
     Membership,
     ProviderCredential,
     Tenant,
+    User,
 )
 from mtai.runtime import Runtime
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, invite
 from tests.integration.test_rag import wait_done
 
 
@@ -42,6 +44,10 @@ CASES = [
     Case("GET", "/api/v1/users/{member_id}"),
     Case("PATCH", "/api/v1/users/{member_id}", {"role": "admin"}),
     Case("DELETE", "/api/v1/users/{member_id}"),
+    Case("DELETE", "/api/v1/users/{member_id}?keep_keys=true"),
+    Case("POST", "/api/v1/users/{member_id}/sign-out"),
+    # Invitations: B's pending invitation cannot be revoked by A's owner or A's admin key.
+    Case("DELETE", "/api/v1/invitations/{invitation_id}"),
     Case("GET", "/api/v1/keys/{key_id}"),
     Case("POST", "/api/v1/keys/{key_id}/revoke"),
     Case("DELETE", "/api/v1/keys/{key_id}"),
@@ -95,6 +101,7 @@ CASES = [
 
 LISTS = [
     "/api/v1/users",
+    "/api/v1/invitations",
     "/api/v1/keys",
     "/api/v1/admin/audit",
     "/api/v1/chat/conversations",
@@ -118,7 +125,16 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
         assert t is not None
         members = (
             await session.execute(
-                select(Membership.user_id, Membership.role).where(Membership.tenant_id == tenant.id)
+                select(Membership.user_id, Membership.role, User.token_version)
+                .join(User, User.id == Membership.user_id)
+                .where(Membership.tenant_id == tenant.id)
+            )
+        ).all()
+        invitations = (
+            await session.execute(
+                select(Invitation.id, Invitation.revoked_at, Invitation.accepted_at).where(
+                    Invitation.tenant_id == tenant.id
+                )
             )
         ).all()
         keys = (
@@ -165,6 +181,7 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
     return {
         "tenant": (t.name, t.status, t.settings),
         "members": sorted(map(tuple, members)),
+        "invitations": sorted(map(tuple, invitations), key=str),
         "keys": sorted(map(tuple, keys)),
         "events": len(events),
         "conversations": sorted(map(tuple, conversations)),
@@ -202,7 +219,9 @@ async def victim(client: httpx.AsyncClient, tenant_b: TenantFixture) -> dict[str
     assert document.status_code == 202, document.text
     ready = await wait_done(client, tenant_b.owner, document.json()["id"])
     assert ready["status"] == "ready", ready
+    invitation = await invite(client, tenant_b.api_key, f"pending@{tenant_b.slug}.example")
     return {
+        "invitation_id": invitation["id"],
         "tenant_id": tenant_b.id,
         "member_id": tenant_b.member_id,
         "key_id": tenant_b.key_id,

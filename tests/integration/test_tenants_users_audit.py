@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from mtai.runtime import Runtime
-from tests.conftest import AdminFixture, TenantFixture, login
+from tests.conftest import AdminFixture, TenantFixture, accept_invitation, invite, login
 
 
 async def all_tenant_ids(
@@ -41,9 +41,12 @@ async def test_tenant_crud_by_platform_admin(
     assert created.status_code == 201, created.text
     tenant = created.json()
     assert tenant["status"] == "active"
-    assert len(tenant["owner_initial_password"]) >= 16
-    # The generated owner password works.
-    await login(client, "boss@acme.example", tenant["owner_initial_password"])
+    invitation = tenant["owner_invitation"]
+    assert (invitation["email"], invitation["role"]) == ("boss@acme.example", "owner")
+    assert "password" not in created.text
+    # The owner accepts, choosing their own password.
+    await accept_invitation(client, invitation["token"], "the-bosses-own-password")
+    await login(client, "boss@acme.example", "the-bosses-own-password")
     dup = await client.post(
         "/api/v1/tenants/", json={"slug": "acme-corp", "name": "Again"}, headers=h
     )
@@ -78,18 +81,19 @@ async def test_user_management_and_role_rules(
     client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
 ) -> None:
     owner = tenant_a.owner
-    created = await client.post(
-        "/api/v1/users", json={"email": "Ada@Example.COM", "role": "admin"}, headers=owner
+    gone = await client.post(
+        "/api/v1/users", json={"email": "ada@example.com", "password": "x" * 12}, headers=owner
     )
-    assert created.status_code == 201
-    ada = created.json()
-    assert ada["email"] == "ada@example.com"
-    ada_token = await login(client, "ada@example.com", ada["initial_password"])
+    assert gone.status_code == 410
+    assert gone.json()["code"] == "use_invitations"
+    invited = await invite(client, owner, "Ada@Example.COM", "admin")
+    assert invited["email"] == "ada@example.com"
+    ada_token = await accept_invitation(client, invited["token"], "ada-own-password")
     ada_h = {"Authorization": f"Bearer {ada_token}"}
-    # An admin manages members, but cannot create, change or remove owners.
+    # An admin manages members, but cannot invite, change or remove owners.
     assert (
         await client.post(
-            "/api/v1/users", json={"email": "o2@example.com", "role": "owner"}, headers=ada_h
+            "/api/v1/invitations", json={"email": "o2@example.com", "role": "owner"}, headers=ada_h
         )
     ).status_code == 403
     users = (await client.get("/api/v1/users", headers=ada_h)).json()
@@ -105,12 +109,26 @@ async def test_user_management_and_role_rules(
     last = await client.patch(f"/api/v1/users/{owner_id}", json={"role": "admin"}, headers=owner)
     assert last.status_code == 409
     assert (await client.delete(f"/api/v1/users/{owner_id}", headers=owner)).status_code == 409
-    dup = await client.post("/api/v1/users", json={"email": "ada@example.com"}, headers=owner)
+    dup = await client.post("/api/v1/invitations", json={"email": "ada@example.com"}, headers=owner)
     assert dup.status_code == 409
+    assert dup.json()["code"] == "already_a_member"
+    weak_invite = await invite(client, owner, "w@example.com")
     weak = await client.post(
-        "/api/v1/users", json={"email": "w@example.com", "password": "short"}, headers=owner
+        "/api/v1/invitations/accept",
+        json={"token": weak_invite["token"], "password": "short"},
     )
     assert weak.status_code == 422
+    # The invitation is still pending after a refused accept, and can be revoked.
+    pending = (await client.get("/api/v1/invitations", headers=owner)).json()
+    assert [i["email"] for i in pending["items"]] == ["w@example.com"]
+    revoked = await client.delete(f"/api/v1/invitations/{weak_invite['id']}", headers=owner)
+    assert revoked.status_code == 204
+    used = await client.post(
+        "/api/v1/invitations/accept",
+        json={"token": weak_invite["token"], "password": "long-enough-now"},
+    )
+    assert used.status_code == 410
+    assert used.json()["code"] == "invitation_invalid"
 
 
 async def test_member_role_cannot_manage_users(
@@ -131,7 +149,8 @@ async def test_audit_records_changes_for_the_right_viewers(
     events = (await client.get("/api/v1/admin/audit", headers=tenant_a.owner)).json()
     actions = [e["action"] for e in events["items"]]
     assert actions[0] == "api_key.revoke"
-    assert {"tenant.create", "user.add", "api_key.create"} <= set(actions)
+    joined = {"tenant.create", "invitation.create", "invitation.accept", "api_key.create"}
+    assert joined <= set(actions)
     assert all(e["tenant_id"] == str(tenant_a.id) for e in events["items"])
     revoke = events["items"][0]
     assert revoke["target_id"] == str(tenant_a.key_id)
@@ -139,10 +158,10 @@ async def test_audit_records_changes_for_the_right_viewers(
     assert revoke["request_id"]
     filtered = (
         await client.get(
-            "/api/v1/admin/audit", params={"action": "user.add"}, headers=tenant_a.owner
+            "/api/v1/admin/audit", params={"action": "invitation.accept"}, headers=tenant_a.owner
         )
     ).json()
-    assert {e["action"] for e in filtered["items"]} == {"user.add"}
+    assert {e["action"] for e in filtered["items"]} == {"invitation.accept"}
     assert (await client.get("/api/v1/admin/audit", headers=tenant_a.member)).status_code == 403
     everything = (
         await client.get(

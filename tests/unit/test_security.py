@@ -52,16 +52,18 @@ def test_api_key_format_and_peppered_hash() -> None:
 
 def test_token_roundtrip_expiry_and_tampering() -> None:
     user, tenant = uuid.uuid4(), uuid.uuid4()
-    token = tokens.issue(STRONG, user_id=user, tenant_id=tenant, ttl_seconds=60)
+    token = tokens.issue(STRONG, user_id=user, tenant_id=tenant, ttl_seconds=60, version=3)
     claims = tokens.decode(STRONG, token)
-    assert (claims.user_id, claims.tenant_id) == (user, tenant)
+    assert (claims.user_id, claims.tenant_id, claims.version) == (user, tenant, 3)
     assert claims.expires_at > time.time()
     no_tenant = tokens.decode(
-        STRONG, tokens.issue(STRONG, user_id=user, tenant_id=None, ttl_seconds=60)
+        STRONG, tokens.issue(STRONG, user_id=user, tenant_id=None, ttl_seconds=60, version=0)
     )
     assert no_tenant.tenant_id is None
     with pytest.raises(Unauthorized) as expired:
-        tokens.decode(STRONG, tokens.issue(STRONG, user_id=user, tenant_id=None, ttl_seconds=-1))
+        tokens.decode(
+            STRONG, tokens.issue(STRONG, user_id=user, tenant_id=None, ttl_seconds=-1, version=0)
+        )
     assert expired.value.code == "token_expired"
     with pytest.raises(Unauthorized) as wrong_key:
         tokens.decode(STRONG + "x", token)

@@ -58,9 +58,12 @@ class User(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     display_name: Mapped[str] = mapped_column(String(200), default="")
-    password_hash: Mapped[str] = mapped_column(Text)
+    # NULL: no usable password (never verifies); the identity must activate again.
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Carried by every access token ("ver"); bumping it ends every session at once.
+    token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -78,6 +81,35 @@ class Membership(Base):
     )
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = _now()
+
+
+class Invitation(Base):
+    """An email invited to a tenant with a role; accepted once, with its token, by the person.
+
+    `tenant_id` is NULL only for a platform activation the operator issued (`platform_admin`).
+    Only the token's SHA-256 is stored.
+    """
+
+    __tablename__ = "invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), nullable=True
+    )
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    accepted_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
 
 
 class ApiKey(Base):

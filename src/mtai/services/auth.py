@@ -39,6 +39,7 @@ class UserState:
     id: uuid.UUID
     active: bool
     is_platform_admin: bool
+    token_version: int
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,11 @@ class Authenticator:
             return value if isinstance(value, UserState) else None
         async with self.db.platform() as session:
             user = await users_repo.get(session, user_id)
-        state = UserState(user.id, user.is_active, user.is_platform_admin) if user else None
+        state = (
+            UserState(user.id, user.is_active, user.is_platform_admin, user.token_version)
+            if user
+            else None
+        )
         self.cache.put(user_cache_key(user_id), state)
         return state
 
@@ -260,6 +265,12 @@ class Authenticator:
             raise Unauthorized(
                 "This account no longer exists or is disabled.", code="invalid_token"
             )
+        if claims.version != user.token_version:
+            raise Unauthorized(
+                "This session was ended (password change, sign-out everywhere, or removal); "
+                "log in again.",
+                code="token_revoked",
+            )
         if user.is_platform_admin and tenant_header is not None:
             tenant = await self.resolve_tenant_ref(tenant_header)
             if tenant is None:
@@ -306,6 +317,17 @@ class Authenticator:
         ok = await passwords.verify_password(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthorized("Email or password is wrong.", code="invalid_credentials")
+        return await self._start(user, tenant_header, platform=platform)
+
+    async def start_session(self, user_id: uuid.UUID, tenant_id: uuid.UUID | None) -> LoginResult:
+        """A login for a person who proved who they are otherwise (accepting an invitation)."""
+        async with self.db.platform() as session:
+            user = await users_repo.get(session, user_id)
+        if user is None:
+            raise Unauthorized("This account no longer exists.", code="invalid_token")
+        return await self._start(user, str(tenant_id) if tenant_id else None, platform=False)
+
+    async def _start(self, user: User, tenant_header: str | None, *, platform: bool) -> LoginResult:
         if not user.is_active:
             raise Forbidden(
                 "This account is disabled; ask an administrator.", code="account_disabled"
@@ -324,6 +346,7 @@ class Authenticator:
             user_id=user.id,
             tenant_id=tenant.id if tenant else None,
             ttl_seconds=self.jwt_ttl_seconds,
+            version=user.token_version,
         )
         async with self.db.platform() as session:
             await audit.record(

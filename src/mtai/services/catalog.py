@@ -19,18 +19,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mtai.db.engine import Database
 from mtai.db.repositories import credentials as credentials_repo
 from mtai.db.repositories import models as models_repo
-from mtai.errors import ConfigurationError, Forbidden, InvalidInput, NotFound
+from mtai.errors import AppError, ConfigurationError, Forbidden, InvalidInput, NotFound
+from mtai.logging import get_logger
+from mtai.providers.egress import EgressPolicy, EgressRefused
 from mtai.providers.llm.registry import Endpoint
 from mtai.services import audit
 from mtai.services import tenant_settings as tenant_settings_model
 from mtai.services.auth_cache import AuthCache
-from mtai.services.crypto import SecretBox
+from mtai.services.crypto import LEGACY, SecretBox, credential_context, model_context
 from mtai.services.invalidation import invalidate
 from mtai.services.principal import Principal
 
 PROVIDERS = ("openai", "anthropic", "bedrock", "local", "extractive")
 CATALOG_KEY = "catalog"
+log = get_logger(__name__)
 EXTRACTIVE = "extractive"
+
+
+class UnusableCredential(AppError):
+    """A tenant's stored provider key that does not decrypt for that tenant and provider."""
+
+    status_code = 500
+    code = "credential_unusable"
 
 
 def credentials_key(tenant_id: uuid.UUID) -> str:
@@ -99,12 +109,19 @@ DEFAULT_MODELS = [
 
 class Catalog:
     def __init__(
-        self, db: Database, cache: AuthCache[object], box: SecretBox, *, default_model: str
+        self,
+        db: Database,
+        cache: AuthCache[object],
+        box: SecretBox,
+        *,
+        default_model: str,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.db = db
         self.cache = cache
         self.box = box
         self.default_model = default_model
+        self.egress = egress or EgressPolicy()
 
     # -- reads (cached) --------------------------------------------------------------------
 
@@ -121,7 +138,9 @@ class Catalog:
                 upstream_model=row.upstream_model,
                 base_url=row.base_url,
                 region=row.region,
-                api_key=self.box.decrypt(row.api_key_encrypted) if row.api_key_encrypted else None,
+                api_key=self.box.decrypt(row.api_key_encrypted, context=model_context(row.name))
+                if row.api_key_encrypted
+                else None,
                 context_window=row.context_window,
                 max_output_tokens=row.max_output_tokens,
                 input_price_per_1m=Decimal(row.input_price_per_1m),
@@ -182,29 +201,64 @@ class Catalog:
         return chain
 
     async def endpoint(self, tenant_id: uuid.UUID, spec: ModelSpec) -> Endpoint:
-        """Where to send `spec`, with the tenant's own key for that provider if it has one."""
+        """Where to send `spec`, with the tenant's own key for that provider if it has one.
+
+        A base URL the tenant chose is marked for the egress guard; the catalog's own is not.
+        """
         own = (await self._tenant_credentials(tenant_id)).get(spec.provider)
-        api_key, base_url = (
-            (own[0], own[1] or spec.base_url) if own else (spec.api_key, spec.base_url)
-        )
+        if own is None:
+            return Endpoint(
+                provider=spec.provider,
+                base_url=spec.base_url,
+                api_key=spec.api_key,
+                region=spec.region,
+                context_window=spec.context_window,
+                timeout=spec.timeout_seconds,
+            )
+        api_key, own_url = own
+        if api_key is None:
+            raise UnusableCredential(
+                f"This tenant's stored {spec.provider} credential cannot be decrypted (it was not "
+                "written for this tenant and provider, or the platform's encryption key "
+                "changed); a tenant admin enters it again with PUT "
+                f"/api/v1/provider-credentials/{spec.provider}."
+            )
         return Endpoint(
             provider=spec.provider,
-            base_url=base_url,
+            base_url=own_url or spec.base_url,
             api_key=api_key,
             region=spec.region,
             context_window=spec.context_window,
             timeout=spec.timeout_seconds,
+            owner=tenant_id,
+            tenant_url=own_url is not None,
         )
 
-    async def _tenant_credentials(self, tenant_id: uuid.UUID) -> dict[str, tuple[str, str | None]]:
+    async def _tenant_credentials(
+        self, tenant_id: uuid.UUID
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """provider -> (key, base URL); the key is None when it does not decrypt here."""
         hit, value = self.cache.get(credentials_key(tenant_id))
         if hit and isinstance(value, dict):
             return value
         async with self.db.tenant(tenant_id) as session:
             rows = await credentials_repo.list_for(session, tenant_id)
-        found = {
-            row.provider: (self.box.decrypt(row.api_key_encrypted), row.base_url) for row in rows
-        }
+        found: dict[str, tuple[str | None, str | None]] = {}
+        for row in rows:
+            try:
+                key: str | None = self.box.decrypt(
+                    row.api_key_encrypted, context=credential_context(tenant_id, row.provider)
+                )
+            except ConfigurationError as exc:
+                # Never another tenant's key, never the platform's instead: this one is unusable.
+                log.error(
+                    "credential.undecryptable",
+                    tenant_id=str(tenant_id),
+                    provider=row.provider,
+                    error=str(exc),
+                )
+                key = None
+            found[row.provider] = (key, row.base_url)
         self.cache.put(credentials_key(tenant_id), found)
         return found
 
@@ -215,7 +269,9 @@ class Catalog:
             actor.require_platform_admin()
         values = definition.model_dump(exclude={"api_key"})
         if definition.api_key is not None:
-            values["api_key_encrypted"] = self.box.encrypt(definition.api_key)
+            values["api_key_encrypted"] = self.box.encrypt(
+                definition.api_key, context=model_context(definition.name)
+            )
         async with self.db.platform() as session:
             await models_repo.upsert(session, values)
             await audit.record(
@@ -246,6 +302,33 @@ class Catalog:
             )
             await invalidate(session, self.cache, CATALOG_KEY)
 
+    async def reencrypt_legacy(self) -> int:
+        """Re-encrypts every credential and model key still in the unbound version-1 format,
+        binding each to its tenant and provider (or model); returns how many. Run at every
+        start, before anything decrypts, so version 1 can be refused from then on."""
+        changed = 0
+        async with self.db.platform() as session:
+            for credential in await credentials_repo.with_version(session, LEGACY):
+                old = credential.api_key_encrypted
+                context = credential_context(credential.tenant_id, credential.provider)
+                new = self.box.upgrade(old, context=context)
+                await credentials_repo.replace_ciphertext(
+                    session, credential.tenant_id, credential.provider, old, new
+                )
+                await invalidate(session, self.cache, credentials_key(credential.tenant_id))
+                changed += 1
+            for model in await models_repo.with_key_version(session, LEGACY):
+                old_key = model.api_key_encrypted
+                assert old_key is not None  # selected by its first byte
+                new_key = self.box.upgrade(old_key, context=model_context(model.name))
+                await models_repo.replace_key_ciphertext(session, model.name, old_key, new_key)
+                changed += 1
+            if changed:
+                await invalidate(session, self.cache, CATALOG_KEY)
+        if changed:
+            log.info("credentials.reencrypted", count=changed)
+        return changed
+
     async def ensure_defaults(self) -> None:
         known = await self.models()
         for definition in DEFAULT_MODELS:
@@ -269,12 +352,28 @@ class Catalog:
         self, actor: Principal, provider: str, api_key: str, base_url: str | None
     ) -> None:
         tenant_id = actor.require_tenant_admin()
+        if provider == "bedrock":
+            access, _, secret = api_key.partition(":")
+            if not access.strip() or not secret.strip():
+                # Without both, the AWS SDK would fall back to the platform's own identity.
+                raise InvalidInput(
+                    "A Bedrock credential is ACCESS_KEY_ID:SECRET_ACCESS_KEY, both parts "
+                    "required; the platform's own AWS identity is never used for a tenant.",
+                    code="invalid_credential",
+                )
+        if base_url is not None:
+            try:
+                await self.egress.vet_url(base_url)
+            except EgressRefused as exc:
+                raise InvalidInput(str(exc), code="base_url_refused") from exc
         async with self.db.tenant(tenant_id) as session:
             await credentials_repo.put(
                 session,
                 tenant_id=tenant_id,
                 provider=provider,
-                api_key_encrypted=self.box.encrypt(api_key),
+                api_key_encrypted=self.box.encrypt(
+                    api_key, context=credential_context(tenant_id, provider)
+                ),
                 base_url=base_url,
             )
             await audit.record(

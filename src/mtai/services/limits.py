@@ -10,7 +10,6 @@ the store does not know it yet (first use in a month, or a Redis that lost its d
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import uuid
@@ -290,19 +289,14 @@ class LimitService:
         }
         return error
 
-    async def throttle_login(
-        self, email: str, client_ip: str, *, per_email: int, per_ip: int
-    ) -> None:
-        """Slow down password guessing: attempts per email and per client address.
+    async def throttle_login(self, client_ip: str, *, per_ip: int) -> None:
+        """A generous cap on login attempts per client address, whatever the email.
 
-        Each check has its own key (and cluster slot). During a Redis outage logins fall back to
-        the per-process store whatever the policy: locking everyone out helps nobody.
+        Wrong passwords are slowed down per (email, address) by services.login_throttle; this
+        only bounds one address's total. During a Redis outage logins fall back to the
+        per-process store whatever the policy: locking everyone out helps nobody.
         """
-        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:24]
         checks = [
-            Check(
-                "window", f"mtai:login:{{{digest}}}", per_email, 1, LOGIN_WINDOW_MS, "email login"
-            ),
             Check(
                 "window", f"mtai:login:ip:{{{client_ip}}}", per_ip, 1, LOGIN_WINDOW_MS, "ip login"
             ),

@@ -16,8 +16,8 @@ from mtai.services import audit, tenant_settings
 from mtai.services.auth import slug_cache_key, tenant_cache_key
 from mtai.services.auth_cache import AuthCache
 from mtai.services.invalidation import invalidate
+from mtai.services.invitations import InvitationService, Issued
 from mtai.services.principal import Principal, Role
-from mtai.services.users import add_member
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 MAX_SETTINGS_BYTES = 16 * 1024
@@ -40,10 +40,17 @@ def _check_settings(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 class TenantService:
-    def __init__(self, db: Database, cache: AuthCache[object], store: ObjectStore) -> None:
+    def __init__(
+        self,
+        db: Database,
+        cache: AuthCache[object],
+        store: ObjectStore,
+        invitations: InvitationService,
+    ) -> None:
         self.db = db
         self.cache = cache
         self.store = store
+        self.invitations = invitations
 
     async def create(
         self,
@@ -53,9 +60,12 @@ class TenantService:
         name: str,
         settings: dict[str, Any] | None = None,
         owner_email: str | None = None,
-        owner_password: str | None = None,
-    ) -> tuple[Tenant, str | None]:
-        """The new tenant, and the owner's generated password when one had to be made."""
+    ) -> tuple[Tenant, Issued | None]:
+        """The new tenant, and the owner's invitation when an owner email was given.
+
+        The owner becomes a member only by accepting it (a new identity chooses its password,
+        an existing one logs in): no one else ever sets or learns the owner's password.
+        """
         if actor is not None:
             actor.require_platform_admin()
         _check_slug(slug)
@@ -65,10 +75,10 @@ class TenantService:
             tenant = await tenants_repo.create(
                 session, slug=slug, name=name, settings=_check_settings(settings or {})
             )
-            generated = None
+            invitation = None
             if owner_email is not None:
-                _, generated = await add_member(
-                    session, tenant.id, owner_email, owner_password, Role.OWNER, display_name=""
+                invitation = await self.invitations.issue_in(
+                    session, actor, tenant_id=tenant.id, email=owner_email, role=Role.OWNER
                 )
             await audit.record(
                 session,
@@ -81,7 +91,9 @@ class TenantService:
             )
             # Another process may remember this slug as unknown (an earlier X-Tenant-ID).
             await invalidate(session, self.cache, slug_cache_key(slug))
-        return tenant, generated
+        if invitation is not None:
+            self.invitations.mail(invitation, tenant)
+        return tenant, invitation
 
     async def list(
         self, actor: Principal, *, status: str | None, limit: int, offset: int

@@ -19,9 +19,17 @@ class TokenClaims:
     user_id: uuid.UUID
     tenant_id: uuid.UUID | None
     expires_at: int
+    version: int  # the user's token_version when issued; an older one is revoked
 
 
-def issue(secret: str, *, user_id: uuid.UUID, tenant_id: uuid.UUID | None, ttl_seconds: int) -> str:
+def issue(
+    secret: str,
+    *,
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
+    ttl_seconds: int,
+    version: int,
+) -> str:
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -30,6 +38,7 @@ def issue(secret: str, *, user_id: uuid.UUID, tenant_id: uuid.UUID | None, ttl_s
         "iat": now,
         "exp": now + ttl_seconds,
         "jti": uuid.uuid4().hex,
+        "ver": version,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
@@ -41,7 +50,7 @@ def decode(secret: str, token: str) -> TokenClaims:
             secret,
             algorithms=[ALGORITHM],
             issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "iss"]},
+            options={"require": ["exp", "iat", "sub", "iss", "ver"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("Access token expired; log in again.", code="token_expired") from exc
@@ -53,6 +62,7 @@ def decode(secret: str, token: str) -> TokenClaims:
             user_id=uuid.UUID(claims["sub"]),
             tenant_id=uuid.UUID(tenant) if tenant else None,
             expires_at=int(claims["exp"]),
+            version=int(claims["ver"]),
         )
     except (ValueError, TypeError) as exc:
         raise Unauthorized("Access token is invalid; log in again.", code="invalid_token") from exc

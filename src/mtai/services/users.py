@@ -1,18 +1,23 @@
-"""Users and their roles in a tenant, managed by that tenant's admins."""
+"""Users and their roles in a tenant, managed by that tenant's admins; sessions and disabling.
+
+Memberships are made only by accepting an invitation (services/invitations.py).
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai.db.engine import Database
 from mtai.db.models import Membership, User
+from mtai.db.repositories import api_keys as keys_repo
 from mtai.db.repositories import memberships as memberships_repo
 from mtai.db.repositories import users as users_repo
 from mtai.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from mtai.services import audit, passwords
-from mtai.services.auth import member_cache_key, user_cache_key
+from mtai.services.auth import key_cache_key, member_cache_key, user_cache_key
 from mtai.services.auth_cache import AuthCache
 from mtai.services.invalidation import invalidate
 from mtai.services.principal import Principal, Role
@@ -27,51 +32,7 @@ def normalise_email(email: str) -> str:
     return email
 
 
-async def ensure_user(
-    session: AsyncSession, email: str, password: str | None, *, display_name: str = ""
-) -> tuple[User, str | None]:
-    """The user with this email, created if new; plus the generated password, if one was made.
-
-    Users are global identities: an existing user keeps their password, and the one given
-    here is ignored.
-    """
-    email = normalise_email(email)
-    user = await users_repo.get_by_email(session, email)
-    if user is not None:
-        return user, None
-    generated = None
-    if password is None:
-        password = generated = passwords.generate()
-    passwords.check_strength(password)
-    user = await users_repo.create(
-        session,
-        email=email,
-        password_hash=await passwords.hash_password(password),
-        display_name=display_name,
-    )
-    return user, generated
-
-
-async def add_member(
-    session: AsyncSession,
-    tenant_id: uuid.UUID,
-    email: str,
-    password: str | None,
-    role: Role,
-    *,
-    display_name: str,
-) -> tuple[Member, str | None]:
-    """Give `email` a role in the tenant, creating the user if new (see ensure_user)."""
-    user, generated = await ensure_user(session, email, password, display_name=display_name)
-    if await memberships_repo.get(session, tenant_id, user.id) is not None:
-        raise Conflict(f"{user.email} is already a member of this tenant.")
-    membership = await memberships_repo.add(
-        session, tenant_id=tenant_id, user_id=user.id, role=role
-    )
-    return (membership, user), generated
-
-
-def _check_may_manage(actor: Principal, current: Role | None, wanted: Role | None) -> None:
+def check_may_manage(actor: Principal, current: Role | None, wanted: Role | None) -> None:
     """Only owners touch owners; admins manage admins and members."""
     if Role.OWNER in (current, wanted) and actor.role is not Role.OWNER:
         raise Forbidden(
@@ -113,6 +74,8 @@ class UserService:
             await users_repo.update(
                 session, found, password_hash=await passwords.hash_password(new_password)
             )
+            # Every session, this one included, ends: a thief's copy must not outlive the change.
+            await users_repo.bump_token_version(session, found)
             await audit.record(
                 session,
                 actor,
@@ -121,30 +84,75 @@ class UserService:
                 target_type="user",
                 target_id=user.id,
             )
+            await invalidate(session, self.cache, user_cache_key(user.id))
 
-    async def create_account(
-        self,
-        actor: Principal,
-        *,
-        email: str,
-        password: str | None,
-        platform_admin: bool,
-        role: Role = Role.MEMBER,
-    ) -> tuple[User, str | None]:
-        """Operator path: a platform admin, a tenant member, or both (the CLI)."""
-        actor.require_platform_admin()
-        if actor.tenant_id is not None:
-            (_, user), generated = await self.create(
-                actor, email=email, password=password, role=role, display_name=""
+    async def sign_out_everywhere(self, actor: Principal) -> None:
+        """End every session of the logged-in caller (API keys are not sessions)."""
+        if actor.user_id is None or actor.api_key_id is not None:
+            raise Forbidden(
+                "Sign out with the login you want to end (Bearer token), not with an API key; "
+                "revoke a key with DELETE /api/v1/keys/{id}.",
+                code="password_needs_login",
             )
-        else:
-            async with self.db.platform() as session:
-                user, generated = await ensure_user(session, email, password)
-        if platform_admin and not user.is_platform_admin:
-            async with self.db.platform() as session:
-                found = await users_repo.get(session, user.id)
-                assert found is not None
-                user = await users_repo.update(session, found, is_platform_admin=True)
+        async with self.db.platform() as session:
+            await self._end_sessions(session, actor, actor.user_id, actor.tenant_id)
+
+    async def sign_out(self, actor: Principal, user_id: uuid.UUID) -> None:
+        """A tenant admin ends every session of one of the tenant's members.
+
+        The identity may belong to other tenants too; its sessions there end as well. That
+        grants nothing and takes nothing away but the sessions: the person logs in again.
+        """
+        tenant_id = actor.require_tenant_admin()
+        async with self.db.tenant(tenant_id) as session:
+            membership = await memberships_repo.get(session, tenant_id, user_id)
+            if membership is None:
+                raise NotFound("User not found in this tenant.")
+            check_may_manage(actor, Role(membership.role), None)
+        async with self.db.platform() as session:
+            await self._end_sessions(session, actor, user_id, tenant_id)
+
+    async def set_active(self, actor: Principal | None, email: str, *, active: bool) -> User:
+        """Platform administrators disable or enable an identity everywhere.
+
+        A tenant admin's equivalent is removing the membership: only the platform may lock a
+        person out of every tenant. Disabling ends every session; API keys belong to tenants and
+        are not touched.
+        """
+        if actor is not None:
+            actor.require_platform_admin()
+        async with self.db.platform() as session:
+            user = await users_repo.get_by_email(session, normalise_email(email))
+            if user is None:
+                raise NotFound("No account has this email address.")
+            if actor is not None and actor.user_id == user.id and not active:
+                raise Conflict("You cannot disable your own account; ask another administrator.")
+            await users_repo.update(session, user, is_active=active)
+            if not active:
+                await users_repo.bump_token_version(session, user)
+            await audit.record(
+                session,
+                actor,
+                "user.enable" if active else "user.disable",
+                tenant_id=None,
+                target_type="user",
+                target_id=user.id,
+                details={"email": user.email},
+            )
+            await invalidate(session, self.cache, user_cache_key(user.id))
+        return user
+
+    async def grant_platform_admin(self, actor: Principal | None, email: str) -> User | None:
+        """Make an existing identity a platform administrator; None if there is no such identity
+        (the operator then issues a platform activation for the person to accept)."""
+        if actor is not None:
+            actor.require_platform_admin()
+        async with self.db.platform() as session:
+            user = await users_repo.get_by_email(session, normalise_email(email))
+            if user is None:
+                return None
+            if not user.is_platform_admin:
+                await users_repo.update(session, user, is_platform_admin=True)
                 await audit.record(
                     session,
                     actor,
@@ -154,7 +162,28 @@ class UserService:
                     target_id=user.id,
                 )
                 await invalidate(session, self.cache, user_cache_key(user.id))
-        return user, generated
+        return user
+
+    async def _end_sessions(
+        self,
+        session: AsyncSession,
+        actor: Principal | None,
+        user_id: uuid.UUID,
+        tenant_id: uuid.UUID | None,
+    ) -> None:
+        user = await users_repo.get(session, user_id)
+        if user is None:
+            raise NotFound("User not found.")
+        await users_repo.bump_token_version(session, user)
+        await audit.record(
+            session,
+            actor,
+            "user.sign_out",
+            tenant_id=tenant_id,
+            target_type="user",
+            target_id=user_id,
+        )
+        await invalidate(session, self.cache, user_cache_key(user_id))
 
     async def list(self, actor: Principal, *, limit: int, offset: int) -> tuple[list[Member], int]:
         tenant_id = actor.require_tenant_admin()
@@ -169,33 +198,6 @@ class UserService:
             raise NotFound("User not found in this tenant.")
         return found
 
-    async def create(
-        self,
-        actor: Principal,
-        *,
-        email: str,
-        password: str | None,
-        role: Role,
-        display_name: str,
-    ) -> tuple[Member, str | None]:
-        tenant_id = actor.require_tenant_admin()
-        _check_may_manage(actor, None, role)
-        async with self.db.tenant(tenant_id) as session:
-            member, generated = await add_member(
-                session, tenant_id, email, password, role, display_name=display_name
-            )
-            await audit.record(
-                session,
-                actor,
-                "user.add",
-                tenant_id=tenant_id,
-                target_type="user",
-                target_id=member[1].id,
-                details={"email": member[1].email, "role": role},
-            )
-            await invalidate(session, self.cache, member_cache_key(tenant_id, member[1].id))
-        return member, generated
-
     async def set_role(self, actor: Principal, user_id: uuid.UUID, role: Role) -> Member:
         tenant_id = actor.require_tenant_admin()
         async with self.db.tenant(tenant_id) as session:
@@ -204,7 +206,7 @@ class UserService:
                 raise NotFound("User not found in this tenant.")
             membership, user = found
             current = Role(membership.role)
-            _check_may_manage(actor, current, role)
+            check_may_manage(actor, current, role)
             if current is Role.OWNER and role is not Role.OWNER:
                 await self._keep_an_owner(session, tenant_id)
             await memberships_repo.set_role(session, membership, role)
@@ -220,14 +222,19 @@ class UserService:
             await invalidate(session, self.cache, member_cache_key(tenant_id, user_id))
         return membership, user
 
-    async def remove(self, actor: Principal, user_id: uuid.UUID) -> None:
+    async def remove(self, actor: Principal, user_id: uuid.UUID, *, keep_keys: bool) -> None:
+        """Remove a member; revoke the API keys they made here unless `keep_keys` says keep them.
+
+        When it was their last membership every session ends too (deprovisioning).
+        """
         tenant_id = actor.require_tenant_admin()
+        revoked: list[str] = []
         async with self.db.tenant(tenant_id) as session:
             membership = await memberships_repo.get(session, tenant_id, user_id)
             if membership is None:
                 raise NotFound("User not found in this tenant.")
             current = Role(membership.role)
-            _check_may_manage(actor, current, None)
+            check_may_manage(actor, current, None)
             if current is Role.OWNER:
                 await self._keep_an_owner(session, tenant_id)
             await memberships_repo.remove(session, tenant_id, user_id)
@@ -238,8 +245,29 @@ class UserService:
                 tenant_id=tenant_id,
                 target_type="user",
                 target_id=user_id,
+                details={"keep_keys": keep_keys},
             )
-            await invalidate(session, self.cache, member_cache_key(tenant_id, user_id))
+            if not keep_keys:
+                now = datetime.now(UTC)
+                for key in await keys_repo.active_created_by(session, tenant_id, user_id):
+                    await keys_repo.set_revoked(session, key, now)
+                    await audit.record(
+                        session,
+                        actor,
+                        "api_key.revoke",
+                        tenant_id=tenant_id,
+                        target_type="api_key",
+                        target_id=key.id,
+                        details={"reason": "creator_removed", "creator": str(user_id)},
+                    )
+                    revoked.append(key_cache_key(key.prefix))
+            await invalidate(session, self.cache, member_cache_key(tenant_id, user_id), *revoked)
+        async with self.db.platform() as session:
+            if not await memberships_repo.for_user(session, user_id):
+                user = await users_repo.get(session, user_id)
+                if user is not None and not user.is_platform_admin:
+                    await users_repo.bump_token_version(session, user)
+                    await invalidate(session, self.cache, user_cache_key(user_id))
 
     @staticmethod
     async def _keep_an_owner(session: AsyncSession, tenant_id: uuid.UUID) -> None:

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Request, status
 from pydantic import Field
 
 from mtai.api.deps import PrincipalDep, RuntimeDep
 from mtai.api.schemas import Email, ResponseModel, StrictModel
+from mtai.errors import Forbidden, Unauthorized
+from mtai.runtime import Runtime
+from mtai.services.auth import LoginResult
 from mtai.services.principal import Role
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+T = TypeVar("T")
 
 
 class LoginRequest(StrictModel):
@@ -58,22 +64,11 @@ class MeResponse(ResponseModel):
     email: str | None = None
 
 
-@router.post("/login", response_model=LoginResponse)
-async def login(
-    body: LoginRequest,
-    runtime: RuntimeDep,
-    request: Request,
-    x_tenant_id: Annotated[str | None, Header()] = None,
-) -> LoginResponse:
-    await runtime.limits.throttle_login(
-        body.email,
-        request.client.host if request.client else "unknown",
-        per_email=runtime.settings.login_attempts_per_email,
-        per_ip=runtime.settings.login_attempts_per_ip,
-    )
-    result = await runtime.auth.login(
-        body.email, body.password, x_tenant_id, platform=body.platform
-    )
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def login_response(result: LoginResult) -> LoginResponse:
     refs = [TenantRef(id=t.id, slug=t.slug, name=t.name, role=r) for t, r in result.tenants]
     current = (
         TenantRef(
@@ -93,6 +88,38 @@ async def login(
     return LoginResponse(access_token=result.access_token, expires_in=result.expires_in, user=user)
 
 
+async def guarded(
+    runtime: Runtime, email: str, client: str, attempt: Callable[[], Awaitable[T]]
+) -> T:
+    """Run a password check under the login throttle; a wrong one counts for (email, client)."""
+    await runtime.limits.throttle_login(client, per_ip=runtime.settings.login_attempts_per_ip)
+    await runtime.login_throttle.check(email, client)
+    try:
+        result = await attempt()
+    except (Unauthorized, Forbidden) as exc:
+        if exc.code in ("invalid_credentials", "wrong_password"):
+            await runtime.login_throttle.failed(email, client)
+        raise
+    await runtime.login_throttle.succeeded(email, client)
+    return result
+
+
+@router.post("/login", response_model=LoginResponse)
+async def login(
+    body: LoginRequest,
+    runtime: RuntimeDep,
+    request: Request,
+    x_tenant_id: Annotated[str | None, Header()] = None,
+) -> LoginResponse:
+    result = await guarded(
+        runtime,
+        body.email,
+        client_address(request),
+        lambda: runtime.auth.login(body.email, body.password, x_tenant_id, platform=body.platform),
+    )
+    return login_response(result)
+
+
 class PasswordChange(StrictModel):
     current_password: str = Field(min_length=1, max_length=256)
     new_password: str = Field(min_length=1, max_length=256, description="12+ characters.")
@@ -104,16 +131,59 @@ class PasswordChange(StrictModel):
 async def change_password(
     body: PasswordChange, principal: PrincipalDep, runtime: RuntimeDep, request: Request
 ) -> None:
+    """Every session of the account ends, this one included: log in again with the new password."""
+
+    def change() -> Awaitable[None]:
+        return runtime.users.change_password(principal, body.current_password, body.new_password)
+
+    if principal.user_id is None or principal.api_key_id is not None:
+        await change()  # refused: API keys have no password
+        return
     # Guessing the current password here is throttled like logging in.
-    if principal.user_id is not None:
-        account = await runtime.users.own_account(principal.user_id)
-        await runtime.limits.throttle_login(
-            account.email,
-            request.client.host if request.client else "unknown",
-            per_email=runtime.settings.login_attempts_per_email,
-            per_ip=runtime.settings.login_attempts_per_ip,
+    account = await runtime.users.own_account(principal.user_id)
+    await guarded(runtime, account.email, client_address(request), change)
+
+
+@router.post(
+    "/sign-out-everywhere",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End every session of your account",
+)
+async def sign_out_everywhere(principal: PrincipalDep, runtime: RuntimeDep) -> None:
+    await runtime.users.sign_out_everywhere(principal)
+
+
+class TenantBrief(ResponseModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+
+
+class MyInvitation(ResponseModel):
+    id: uuid.UUID
+    email: str
+    role: Role
+    tenant: TenantBrief
+    expires_at: datetime
+
+
+@router.get(
+    "/invitations",
+    response_model=list[MyInvitation],
+    summary="Invitations addressed to you (accepting needs the invitation's token)",
+)
+async def my_invitations(principal: PrincipalDep, runtime: RuntimeDep) -> list[MyInvitation]:
+    found = await runtime.invitations.pending_for(principal)
+    return [
+        MyInvitation(
+            id=i.id,
+            email=i.email,
+            role=Role(i.role or Role.MEMBER),
+            tenant=TenantBrief(id=t.id, slug=t.slug, name=t.name),
+            expires_at=i.expires_at,
         )
-    await runtime.users.change_password(principal, body.current_password, body.new_password)
+        for i, t in found
+    ]
 
 
 @router.get("/me", response_model=MeResponse)

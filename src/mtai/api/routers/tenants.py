@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, status
 from pydantic import Field
 
 from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
+from mtai.api.routers.invitations import InvitationIssued, issued_out
 from mtai.api.schemas import Email, Page, ResponseModel, StrictModel
 
 router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"])
@@ -22,8 +23,10 @@ class TenantCreate(StrictModel):
     slug: Slug
     name: Name
     settings: dict[str, Any] = Field(default_factory=dict)
-    owner_email: Email | None = None
-    owner_password: str | None = Field(default=None, min_length=12, max_length=256)
+    owner_email: Email | None = Field(
+        default=None,
+        description="Invited as owner: the answer carries the invitation's token, once.",
+    )
 
 
 class TenantUpdate(StrictModel):
@@ -42,8 +45,8 @@ class TenantOut(ResponseModel):
 
 
 class TenantCreated(TenantOut):
-    owner_initial_password: str | None = Field(
-        default=None, description="Shown once, when an owner was created without a password."
+    owner_invitation: InvitationIssued | None = Field(
+        default=None, description="The owner's invitation (its token shown once)."
     )
 
 
@@ -51,17 +54,17 @@ class TenantCreated(TenantOut):
 async def create_tenant(
     body: TenantCreate, principal: PrincipalDep, runtime: RuntimeDep
 ) -> TenantCreated:
-    tenant, generated = await runtime.tenants.create(
+    tenant, issued = await runtime.tenants.create(
         principal,
         slug=body.slug,
         name=body.name,
         settings=body.settings,
         owner_email=body.owner_email,
-        owner_password=body.owner_password,
     )
-    return TenantCreated.model_validate(tenant).model_copy(
-        update={"owner_initial_password": generated}
+    invitation = (
+        issued_out(runtime.invitations.shown(issued), issued) if issued is not None else None
     )
+    return TenantCreated.model_validate(tenant).model_copy(update={"owner_invitation": invitation})
 
 
 @router.get("/", response_model=Page[TenantOut])

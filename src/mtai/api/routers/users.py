@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, status
-from pydantic import Field
+from fastapi import APIRouter, Query, status
 
 from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
-from mtai.api.schemas import Email, Page, ResponseModel, StrictModel
+from mtai.api.schemas import Email, ErrorResponse, Page, ResponseModel, StrictModel
+from mtai.errors import Gone
 from mtai.services.principal import Role
 from mtai.services.users import Member
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
-
-
-class UserCreate(StrictModel):
-    email: Email
-    password: str | None = Field(default=None, min_length=12, max_length=256)
-    role: Role = Role.MEMBER
-    display_name: str = Field(default="", max_length=200)
 
 
 class UserUpdate(StrictModel):
@@ -36,10 +30,8 @@ class UserOut(ResponseModel):
     member_since: datetime
 
 
-class UserCreated(UserOut):
-    initial_password: str | None = Field(
-        default=None, description="Shown once, when a new user was created without a password."
-    )
+class IdentityRef(StrictModel):
+    email: Email
 
 
 def _out(member: Member) -> UserOut:
@@ -62,18 +54,20 @@ async def list_users(
     return Page[UserOut].of([_out(m) for m in items], total, paging)
 
 
-@router.post("", response_model=UserCreated, status_code=status.HTTP_201_CREATED)
-async def create_user(
-    body: UserCreate, principal: PrincipalDep, runtime: RuntimeDep
-) -> UserCreated:
-    member, generated = await runtime.users.create(
-        principal,
-        email=body.email,
-        password=body.password,
-        role=body.role,
-        display_name=body.display_name,
+@router.post(
+    "",
+    status_code=status.HTTP_410_GONE,
+    summary="Gone: invite people with POST /api/v1/invitations",
+    responses={410: {"model": ErrorResponse}},
+)
+async def create_user(principal: PrincipalDep) -> None:
+    # No admin sets a password or attaches an identity: people accept invitations themselves.
+    principal.require_tenant_admin()
+    raise Gone(
+        "Users are no longer added with a password: invite them with POST /api/v1/invitations "
+        "{email, role}; they accept with the invitation's token and choose their own password.",
+        code="use_invitations",
     )
-    return UserCreated(**_out(member).model_dump(), initial_password=generated)
 
 
 @router.get("/{user_id}", response_model=UserOut)
@@ -89,5 +83,43 @@ async def update_user(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_user(user_id: uuid.UUID, principal: PrincipalDep, runtime: RuntimeDep) -> None:
-    await runtime.users.remove(principal, user_id)
+async def remove_user(
+    user_id: uuid.UUID,
+    principal: PrincipalDep,
+    runtime: RuntimeDep,
+    keep_keys: Annotated[
+        bool,
+        Query(description="Keep the API keys this user created here (default: revoke them)."),
+    ] = False,
+) -> None:
+    await runtime.users.remove(principal, user_id, keep_keys=keep_keys)
+
+
+@router.post(
+    "/{user_id}/sign-out",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="End every session of a member (they log in again)",
+)
+async def sign_out_user(user_id: uuid.UUID, principal: PrincipalDep, runtime: RuntimeDep) -> None:
+    await runtime.users.sign_out(principal, user_id)
+
+
+identities_router = APIRouter(prefix="/api/v1/admin/identities", tags=["admin"])
+
+
+@identities_router.post(
+    "/disable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Platform admins: disable an identity in every tenant and end its sessions",
+)
+async def disable_identity(body: IdentityRef, principal: PrincipalDep, runtime: RuntimeDep) -> None:
+    await runtime.users.set_active(principal, body.email, active=False)
+
+
+@identities_router.post(
+    "/enable",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Platform admins: enable a disabled identity again",
+)
+async def enable_identity(body: IdentityRef, principal: PrincipalDep, runtime: RuntimeDep) -> None:
+    await runtime.users.set_active(principal, body.email, active=True)

@@ -70,6 +70,20 @@ async def set_revoked(session: AsyncSession, key: ApiKey, when: datetime) -> Api
     return key
 
 
+async def active_created_by(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> list[ApiKey]:
+    """The tenant's keys this user created that are not revoked yet."""
+    result = await session.execute(
+        select(ApiKey).where(
+            ApiKey.tenant_id == tenant_id,
+            ApiKey.created_by == user_id,
+            ApiKey.revoked_at.is_(None),
+        )
+    )
+    return list(result.scalars())
+
+
 async def set_limits(session: AsyncSession, key: ApiKey, limits: dict[str, Any]) -> ApiKey:
     key.limits = limits
     await session.flush()

@@ -13,7 +13,7 @@ async def create(
     session: AsyncSession,
     *,
     email: str,
-    password_hash: str,
+    password_hash: str | None,
     display_name: str = "",
     is_platform_admin: bool = False,
 ) -> User:
@@ -55,5 +55,12 @@ async def count_platform_admins(session: AsyncSession) -> int:
 async def update(session: AsyncSession, user: User, **fields: Any) -> User:
     for key, value in fields.items():
         setattr(user, key, value)
+    await session.flush()
+    return user
+
+
+async def bump_token_version(session: AsyncSession, user: User) -> User:
+    """End every session of the user: tokens carrying an older version stop working."""
+    user.token_version = user.token_version + 1
     await session.flush()
     return user

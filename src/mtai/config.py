@@ -54,13 +54,13 @@ class Settings(BaseSettings):
         default=None,
         description="Owner connection for migrations when DATABASE_URL is a restricted login.",
     )
-    db_app_role: str = Field(
     platform_database_url: str | None = Field(
         default=None,
         description="Login that is a member of the platform role only, for cross-tenant work; "
         "with it, DATABASE_URL's login must not reach that role. Unset: DATABASE_URL's login "
         "switches to it (must be a member of both roles). See docs/deployment.md.",
     )
+    db_app_role: str = Field(
         default="mtai_app",
         # Its platform role, `<db_app_role>_platform`, must fit PostgreSQL's 63 characters too.
         pattern=r"^[a-z_][a-z0-9_]{0,53}$",
@@ -68,13 +68,13 @@ class Settings(BaseSettings):
         "platform work runs as `<db_app_role>_platform`.",
     )
     db_pool_size: int = Field(default=10, ge=1, le=200, description="Connections per process.")
-    hnsw_ef_search: int = Field(
     db_platform_pool_size: int = Field(
         default=5,
         ge=1,
         le=200,
         description="Connections per process of the platform pool (with platform_database_url).",
     )
+    hnsw_ef_search: int = Field(
         default=HNSW_EF_SEARCH,
         ge=1,
         le=1000,
@@ -104,11 +104,58 @@ class Settings(BaseSettings):
         le=86400,
         description="Life of an unsettled concurrency lease or budget reservation.",
     )
-    login_attempts_per_email: int = Field(
-        default=10, ge=1, le=100_000, description="Login attempts per email per 5 minutes."
-    )
     login_attempts_per_ip: int = Field(
         default=100, ge=1, le=1_000_000, description="Login attempts per client IP per 5 minutes."
+    )
+    login_free_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Wrong passwords per (email, client address) before the back-off starts.",
+    )
+    login_backoff_base_seconds: float = Field(
+        default=1.0,
+        ge=0.1,
+        le=3600,
+        description="First back-off after the free failures; each further failure doubles it.",
+    )
+    login_backoff_max_seconds: float = Field(
+        default=900.0, ge=1, le=86400, description="Longest login back-off for one client."
+    )
+    login_failure_memory_seconds: float = Field(
+        default=3600.0,
+        ge=60,
+        le=7 * 86400,
+        description="How long failures of an (email, client address) are remembered.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="Public base URL (e.g. https://ai.example.com) for links in invitations; "
+        "unset: links are relative (/ui/accept#token=...).",
+    )
+    invitation_ttl_seconds: int = Field(
+        default=7 * 86400, ge=300, le=90 * 86400, description="Life of an invitation token."
+    )
+    invitation_show_token: bool = Field(
+        default=True,
+        description="Return an invitation's token to the inviting admin. With SMTP configured, "
+        "false delivers it only by mail (the mailbox proves the person).",
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server that mails invitations; unset: no mail is sent."
+    )
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP port.")
+    smtp_user: str | None = Field(default=None, description="SMTP login, if the server needs one.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(
+        default="mtai@localhost", max_length=320, description="Sender of invitation mails."
+    )
+    smtp_starttls: bool = Field(
+        default=True, description="Upgrade the SMTP connection with STARTTLS (certificate checked)."
+    )
+    smtp_timeout_seconds: float = Field(
+        default=10.0, ge=1, le=120, description="Timeout of one SMTP delivery."
     )
     metrics_token: SecretStr | None = Field(
         default=None, description="If set, /metrics requires 'Authorization: Bearer <token>'."

@@ -18,9 +18,11 @@ from mtai.providers.cache.stores import MemoryCacheStore, RedisCacheStore
 from mtai.providers.egress import EgressPolicy
 from mtai.providers.embeddings.minilm_onnx import OnnxMiniLMEmbedder
 from mtai.providers.embeddings.registry import EmbedderRegistry
+from mtai.providers.limits.backoff import BackoffPolicy, RedisBackoffStore
 from mtai.providers.limits.redis_store import RedisLimitStore
 from mtai.providers.limits.redis_store import connect as connect_redis
 from mtai.providers.llm.registry import ProviderRegistry
+from mtai.providers.mail import SmtpMailer
 from mtai.providers.queue.ingest_queue import IngestQueue
 from mtai.providers.storage.base import ObjectStore
 from mtai.providers.storage.factory import open_store
@@ -36,9 +38,11 @@ from mtai.services.documents import DocumentService
 from mtai.services.embeddings import EmbeddingService
 from mtai.services.gateway import Gateway
 from mtai.services.ingestion import Ingestor
+from mtai.services.invitations import InvitationService
 from mtai.services.knowledge_bases import KnowledgeBaseService
 from mtai.services.limits import LimitService, OutagePolicy
 from mtai.services.llm_router import LLMRouter
+from mtai.services.login_throttle import LoginThrottle
 from mtai.services.metering import Meter
 from mtai.services.metrics import Metrics
 from mtai.services.retrieval import Retriever
@@ -58,6 +62,8 @@ class Runtime:
     auth: Authenticator
     tenants: TenantService
     users: UserService
+    invitations: InvitationService
+    login_throttle: LoginThrottle
     keys: ApiKeyService
     last_used: LastUsedRecorder
     catalog: Catalog
@@ -158,6 +164,21 @@ def _queue(settings: Settings, ingestor: Ingestor) -> IngestQueue:
     )
 
 
+def mailer(settings: Settings) -> SmtpMailer | None:
+    """The invitation mailer, when SMTP is configured."""
+    if not settings.smtp_host:
+        return None
+    return SmtpMailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        user=settings.smtp_user,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+        starttls=settings.smtp_starttls,
+        timeout=settings.smtp_timeout_seconds,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncIterator[Runtime]:
     if not settings.database_url:
@@ -248,13 +269,31 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         retriever=retriever,
         source_tokens=settings.chunk_tokens,
     )
+    invitations = InvitationService(
+        db,
+        cache,
+        ttl_seconds=settings.invitation_ttl_seconds,
+        public_url=settings.public_url,
+        show_token=settings.invitation_show_token,
+        mailer=mailer(settings),
+    )
     runtime = Runtime(
         settings=settings,
         db=db,
         cache=cache,
         auth=auth,
-        tenants=TenantService(db, cache, store),
+        tenants=TenantService(db, cache, store, invitations),
         users=UserService(db, cache),
+        invitations=invitations,
+        login_throttle=LoginThrottle(
+            RedisBackoffStore(redis) if redis is not None else None,
+            BackoffPolicy(
+                free=settings.login_free_failures,
+                base_ms=int(settings.login_backoff_base_seconds * 1000),
+                max_ms=int(settings.login_backoff_max_seconds * 1000),
+                memory_ms=int(settings.login_failure_memory_seconds * 1000),
+            ),
+        ),
         keys=ApiKeyService(
             db,
             cache,

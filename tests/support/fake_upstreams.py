@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-Kind = Literal["ok", "429", "500", "timeout", "malformed", "slow"]
+Kind = Literal["ok", "400", "429", "500", "timeout", "malformed", "slow"]
 Finish = Literal["stop", "length"]
 Protocol = Literal["openai", "anthropic", "bedrock"]
 
@@ -479,6 +479,14 @@ class FakeUpstream:
         if behaviour.kind == "500":
             return cls._openai_error(
                 500, "The server had an error while processing your request.", "server_error"
+            )
+        if behaviour.kind == "400":  # the request's fault, e.g. a prompt over the context
+            return cls._openai_error(
+                400,
+                "This model's maximum context length is 8192 tokens (fake upstream).",
+                "invalid_request_error",
+                param="messages",
+                code="context_length_exceeded",
             )
         return None
 

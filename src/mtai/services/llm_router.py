@@ -16,6 +16,7 @@ from mtai.context import upstream_clock_var
 from mtai.errors import AppError
 from mtai.logging import get_logger
 from mtai.providers.llm.base import (
+    UNREACHABLE,
     Completion,
     CompletionRequest,
     LLMProvider,
@@ -104,20 +105,32 @@ class LLMRouter:
                         result = await call(target, make(target))
                 except TimeoutError:
                     error = UpstreamError(
-                        f"no answer within {target.spec.timeout_seconds:g} s", retryable=True
+                        UNREACHABLE,
+                        retryable=True,
+                        detail=f"no answer within {target.spec.timeout_seconds:g} s",
                     )
                 except UpstreamError as exc:
                     error = exc
                 else:
                     self.breaker.success(target.breaker_key)
                     return target, result
-                self.breaker.failure(target.breaker_key)
+                if error.server_fault:  # a rejected request says nothing of the upstream's health
+                    self.breaker.failure(target.breaker_key)
+                else:
+                    self.breaker.release(target.breaker_key)
                 errors.append(f"{target.spec.name}: {error}")
                 log.warning(
-                    "upstream.failed", model=target.spec.name, attempt=attempt, error=str(error)
+                    "upstream.failed",
+                    model=target.spec.name,
+                    attempt=attempt,
+                    error=str(error),
+                    detail=error.detail,  # the upstream's own words: for the operator only
                 )
                 if not error.retryable:
-                    raise UpstreamFailed(f"The model's upstream refused the request: {error}")
+                    raise UpstreamFailed(
+                        f"The model's upstream refused the request: {str(error).rstrip('.')}. "
+                        "The operator's logs hold its answer under this request's id."
+                    )
                 if attempt < target.spec.max_retries and self.breaker.allow(target.breaker_key):
                     await asyncio.sleep(backoff(attempt, error))
                 else:

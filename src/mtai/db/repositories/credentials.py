@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,3 +47,28 @@ async def remove(session: AsyncSession, tenant_id: uuid.UUID, provider: str) -> 
         .returning(ProviderCredential.provider)
     )
     return result.scalar_one_or_none() is not None
+
+
+async def with_version(session: AsyncSession, version: bytes) -> list[ProviderCredential]:
+    """Every tenant's credentials whose ciphertext starts with `version` (platform scope)."""
+    result = await session.execute(
+        select(ProviderCredential).where(
+            func.substring(ProviderCredential.api_key_encrypted, 1, 1) == version
+        )
+    )
+    return list(result.scalars())
+
+
+async def replace_ciphertext(
+    session: AsyncSession, tenant_id: uuid.UUID, provider: str, old: bytes, new: bytes
+) -> None:
+    """Swap one ciphertext for another, unless the row changed meanwhile."""
+    await session.execute(
+        update(ProviderCredential)
+        .where(
+            ProviderCredential.tenant_id == tenant_id,
+            ProviderCredential.provider == provider,
+            ProviderCredential.api_key_encrypted == old,
+        )
+        .values(api_key_encrypted=new)
+    )

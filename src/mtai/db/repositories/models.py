@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,3 +33,19 @@ async def upsert(session: AsyncSession, values: dict[str, Any]) -> LLMModel:
 async def delete(session: AsyncSession, model: LLMModel) -> None:
     await session.delete(model)
     await session.flush()
+
+
+async def with_key_version(session: AsyncSession, version: bytes) -> list[LLMModel]:
+    """Catalog models whose key's ciphertext starts with `version`."""
+    result = await session.execute(
+        select(LLMModel).where(func.substring(LLMModel.api_key_encrypted, 1, 1) == version)
+    )
+    return list(result.scalars())
+
+
+async def replace_key_ciphertext(session: AsyncSession, name: str, old: bytes, new: bytes) -> None:
+    await session.execute(
+        update(LLMModel)
+        .where(LLMModel.name == name, LLMModel.api_key_encrypted == old)
+        .values(api_key_encrypted=new)
+    )

@@ -168,7 +168,7 @@ class BedrockEmbedder:
         else:
             advice = "check the MTAI_EMBEDDING_BEDROCK_* settings"
         tried = f" after {attempts} attempts" if attempts > 1 else ""
-        detail = str(exc).rstrip(". ")
+        detail = exc.explained.rstrip(". ")  # operator-configured: its words help
         return EmbeddingError(f"Embedding with {self.name} failed{tried} ({detail}); {advice}.")
 
     async def aclose(self) -> None:

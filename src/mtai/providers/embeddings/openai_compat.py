@@ -123,7 +123,7 @@ class OpenAIEmbedder:
             )
         else:
             advice = "check MTAI_EMBEDDING_OPENAI_MODEL and the input"
-        detail = str(exc).rstrip(". ")
+        detail = exc.explained.rstrip(". ")  # operator-configured: its words help
         if self._api_key:  # an upstream may echo the key back in its error text
             detail = detail.replace(self._api_key, "***")
         tried = f" after {attempts} attempts" if attempts > 1 else ""

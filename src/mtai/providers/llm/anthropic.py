@@ -16,6 +16,7 @@ from mtai.providers.llm.base import (
     StreamEvent,
     UpstreamError,
     Usage,
+    redact,
 )
 from mtai.providers.llm.http import malformed, raise_for_status, transport_errors
 from mtai.providers.llm.sse import events
@@ -29,7 +30,8 @@ class AnthropicProvider:
 
     def __init__(self, base_url: str, api_key: str | None, client: httpx.AsyncClient) -> None:
         self.base_url = base_url.rstrip("/")
-        self.headers = {"x-api-key": api_key or "", "anthropic-version": API_VERSION}
+        self.api_key = api_key or ""
+        self.headers = {"x-api-key": self.api_key, "anthropic-version": API_VERSION}
         self.client = client
 
     def _body(self, request: CompletionRequest, stream: bool) -> dict[str, Any]:
@@ -100,7 +102,9 @@ class AnthropicProvider:
                             finish = _FINISH.get(reason, finish)
                         elif event == "error":
                             raise UpstreamError(
-                                f"anthropic stream error: {data[:300]}", retryable=True
+                                "anthropic stream error",
+                                retryable=True,
+                                detail=redact(data, [self.api_key]),
                             )
                         elif event == "message_stop":
                             break

@@ -60,8 +60,19 @@ class StreamEnd:
 StreamEvent = Delta | StreamEnd
 
 
+# What a tenant is told when an upstream cannot be reached, refused the connection or did not
+# answer in time: one sentence for all three, so answers do not map which ports are open.
+UNREACHABLE = "the upstream could not be reached or did not answer in time"
+
+
 class UpstreamError(Exception):
-    """An upstream failed. `retryable` errors (429, 5xx, timeouts) may be retried or failed over."""
+    """An upstream failed. `retryable` errors (429, 5xx, timeouts) may be retried or failed over.
+
+    The message (str) may be shown to the tenant: it never carries the upstream's own words.
+    `detail` holds them (truncated, secrets redacted) for the operator's logs. `server_fault`
+    says whether the upstream itself failed (5xx, unreachable, timeout, malformed answer), the
+    only failures that count towards its circuit breaker; a 4xx is the caller's request or key.
+    """
 
     def __init__(
         self,
@@ -70,14 +81,34 @@ class UpstreamError(Exception):
         status: int | None = None,
         retryable: bool,
         retry_after: float | None = None,
+        detail: str = "",
+        server_fault: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.detail = detail
+        self.server_fault = (
+            server_fault if server_fault is not None else status is None or status >= 500
+        )
+
+    @property
+    def explained(self) -> str:
+        """The message with the upstream's own words, for operators (logs, doctor)."""
+        return f"{self} ({self.detail})" if self.detail else str(self)
 
 
-def error_for_status(status: int, message: str, retry_after: str | None = None) -> UpstreamError:
+def redact(text: str, secrets: list[str], *, limit: int = 300) -> str:
+    """`text` cut to `limit` characters with every secret (4+ characters) replaced by ***."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text[:limit]
+
+
+def error_for_status(status: int, body: str, retry_after: str | None = None) -> UpstreamError:
+    """The error for an HTTP status; `body` (already redacted) goes to `detail` only."""
     delay = None
     if retry_after is not None:
         try:
@@ -86,10 +117,11 @@ def error_for_status(status: int, message: str, retry_after: str | None = None) 
             delay = None
     retryable = status == 429 or status >= 500 or status == 408
     return UpstreamError(
-        f"upstream answered {status}: {message[:300]}",
+        f"upstream answered {status}",
         status=status,
         retryable=retryable,
         retry_after=delay,
+        detail=body[:300],
     )
 
 

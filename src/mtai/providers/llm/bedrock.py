@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
+from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
+from mtai.providers.egress import EgressPolicy, EgressRefused, connector_args
 from mtai.providers.llm.base import (
+    UNREACHABLE,
     Completion,
     CompletionRequest,
     Delta,
@@ -30,31 +40,49 @@ _RETRYABLE = {
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
+def _error_code(exc: ClientError) -> str:
+    code = str(exc.response.get("Error", {}).get("Code", "Unknown"))
+    # An AWS error code is a word; anything else came from an endpoint that is not AWS.
+    return code if re.fullmatch(r"[A-Za-z.]{1,64}", code) else "Unknown"
+
+
 @contextlib.contextmanager
 def _aws_errors() -> Iterator[None]:
     try:
         yield
+    except EgressRefused as exc:
+        raise UpstreamError(str(exc), retryable=False, server_fault=False) from exc
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        code = _error_code(exc)
         status = _RETRYABLE.get(code) or int(
             exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400)
         )
         raise UpstreamError(
-            f"bedrock {code}: {exc.response.get('Error', {}).get('Message', '')[:300]}",
+            f"bedrock {code}",
             status=status,
             retryable=code in _RETRYABLE,
+            detail=str(exc.response.get("Error", {}).get("Message", ""))[:300],
         ) from exc
-    except ReadTimeoutError as exc:
-        raise UpstreamError("bedrock timed out", retryable=True) from exc
+    except (ReadTimeoutError, EndpointConnectionError, ConnectTimeoutError) as exc:
+        raise UpstreamError(UNREACHABLE, retryable=True, detail=str(exc)[:300]) from exc
     except (BotoCoreError, ValueError) as exc:
-        raise UpstreamError(f"bedrock call failed: {exc}", retryable=True) from exc
+        raise UpstreamError("bedrock call failed", retryable=True, detail=str(exc)[:300]) from exc
     except (KeyError, TypeError) as exc:  # botocore hands an unparsable body over as a dict
         raise UpstreamError(
-            f"bedrock sent a malformed response: missing {exc}", retryable=True
+            "bedrock sent a malformed response", retryable=True, detail=f"missing {exc}"
         ) from exc
 
 
 class BedrockProvider:
+    """Bedrock for the platform (credentials from the AWS chain when the model has no key) or
+    for a tenant's own credential (`tenant_credential`: its key id and secret, never the
+    platform's AWS identity). `egress` guards an endpoint URL the tenant chose.
+
+    A provider evicted from the registry's cache is closed while requests may still use it:
+    its AWS client is then closed when the last of them ends, and opened again (and closed
+    after use) by a late caller.
+    """
+
     name = "bedrock"
 
     def __init__(
@@ -65,29 +93,69 @@ class BedrockProvider:
         access_key: str | None = None,
         secret_key: str | None = None,
         timeout: float = 60.0,
+        tenant_credential: bool = False,
+        egress: EgressPolicy | None = None,
     ) -> None:
-        # Credentials default to the AWS chain (the ECS task role in production).
+        self._refusal: str | None = None
+        if tenant_credential and not (access_key and secret_key):
+            self._refusal = (
+                "this tenant's Bedrock credential needs an access key id and a secret: enter it "
+                "again as ACCESS_KEY_ID:SECRET_ACCESS_KEY (PUT /api/v1/provider-credentials/"
+                "bedrock)"
+            )
+        self._endpoint_url = endpoint_url
+        self._egress = egress
+        options: dict[str, Any] = {
+            "retries": {"total_max_attempts": 1},  # our router retries, with its own policy
+            "read_timeout": timeout,
+            "connect_timeout": min(timeout, 10.0),
+        }
+        if egress is not None:
+            # Every connection resolved and checked by the guard; no proxy hides the target.
+            options |= {"connector_args": connector_args(egress), "proxies": {}}
         self._kwargs: dict[str, Any] = {
             "region_name": region,
             "endpoint_url": endpoint_url,
-            "config": Config(
-                retries={"total_max_attempts": 1},  # our router retries, with its own policy
-                read_timeout=timeout,
-                connect_timeout=min(timeout, 10.0),
-            ),
+            "config": AioConfig(**options),
         }
         if access_key and secret_key:
             self._kwargs |= {"aws_access_key_id": access_key, "aws_secret_access_key": secret_key}
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._opening = asyncio.Lock()
+        self._active = 0
+        self._retired = False
 
     async def _bedrock(self) -> Any:
-        if self._client is None:
-            session = get_session()
-            self._client = await self._stack.enter_async_context(
-                session.create_client("bedrock-runtime", **self._kwargs)
-            )
+        if self._refusal is not None:
+            raise UpstreamError(self._refusal, retryable=False, server_fault=False)
+        if self._egress is not None and self._endpoint_url is not None:
+            try:
+                self._egress.check_url(self._endpoint_url)
+            except EgressRefused as exc:
+                raise UpstreamError(str(exc), retryable=False, server_fault=False) from exc
+        async with self._opening:
+            if self._client is None:
+                self._client = await self._stack.enter_async_context(
+                    get_session().create_client("bedrock-runtime", **self._kwargs)
+                )
         return self._client
+
+    @contextlib.asynccontextmanager
+    async def _in_use(self) -> AsyncIterator[Any]:
+        self._active += 1
+        try:
+            yield await self._bedrock()
+        finally:
+            self._active -= 1
+            if self._retired and self._active == 0:
+                await self._close_client()
+
+    async def _close_client(self) -> None:
+        async with self._opening:
+            await self._stack.aclose()
+            self._stack = contextlib.AsyncExitStack()
+            self._client = None
 
     @staticmethod
     def _args(request: CompletionRequest) -> dict[str, Any]:
@@ -108,7 +176,10 @@ class BedrockProvider:
         return args
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        client = await self._bedrock()
+        async with self._in_use() as client:
+            return await self._complete(client, request)
+
+    async def _complete(self, client: Any, request: CompletionRequest) -> Completion:
         with _aws_errors():
             body = await client.converse(**self._args(request))
             content = body["output"]["message"]["content"]
@@ -122,7 +193,16 @@ class BedrockProvider:
             )
 
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
-        client = await self._bedrock()
+        async with (
+            self._in_use() as client,
+            contextlib.aclosing(self._stream(client, request)) as events,
+        ):
+            async for event in events:
+                yield event
+
+    async def _stream(
+        self, client: Any, request: CompletionRequest
+    ) -> AsyncGenerator[StreamEvent, None]:
         usage, finish = None, "stop"
         with _aws_errors():
             response = await client.converse_stream(**self._args(request))
@@ -148,5 +228,6 @@ class BedrockProvider:
         yield StreamEnd(usage, finish)
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        self._retired = True
+        if self._active == 0:
+            await self._close_client()

@@ -1,5 +1,5 @@
 """What the HTTP-based adapters share: turning transport failures and bad answers into
-UpstreamErrors the router understands."""
+UpstreamErrors the router understands, without handing the upstream's words to tenants."""
 
 from __future__ import annotations
 
@@ -8,24 +8,47 @@ from collections.abc import Iterator
 
 import httpx
 
-from mtai.providers.llm.base import UpstreamError, error_for_status
+from mtai.providers.egress import EgressRefused
+from mtai.providers.llm.base import UNREACHABLE, UpstreamError, error_for_status, redact
+
+_SECRET_HEADERS = ("authorization", "x-api-key")
+
+
+def request_secrets(request: httpx.Request) -> list[str]:
+    """The credentials a request carried, to be blanked out of anything the upstream echoes."""
+    found: list[str] = []
+    for name in _SECRET_HEADERS:
+        value = request.headers.get(name)
+        if value:
+            found += [value, value.removeprefix("Bearer ").strip()]
+    return found
 
 
 @contextlib.contextmanager
 def transport_errors() -> Iterator[None]:
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise UpstreamError("upstream timed out", retryable=True) from exc
+    except EgressRefused as exc:
+        # The tenant's own configuration: not the upstream's fault, and no retry will help.
+        raise UpstreamError(str(exc), retryable=False, server_fault=False) from exc
     except httpx.TransportError as exc:
-        raise UpstreamError(f"upstream unreachable: {exc}", retryable=True) from exc
+        # Refused, reset and timed out read alike to the tenant; the operator's log tells apart.
+        raise UpstreamError(
+            UNREACHABLE, retryable=True, detail=f"{type(exc).__name__}: {exc}"[:300]
+        ) from exc
 
 
 async def raise_for_status(response: httpx.Response) -> None:
     if response.status_code != 200:
         text = (await response.aread()).decode(errors="replace")
-        raise error_for_status(response.status_code, text, response.headers.get("retry-after"))
+        raise error_for_status(
+            response.status_code,
+            redact(text, request_secrets(response.request)),
+            response.headers.get("retry-after"),
+        )
 
 
 def malformed(provider: str, exc: Exception) -> UpstreamError:
-    return UpstreamError(f"{provider} sent a malformed response: {exc}", retryable=True)
+    return UpstreamError(
+        f"{provider} sent a malformed response", retryable=True, detail=repr(exc)[:300]
+    )

@@ -75,7 +75,7 @@ async def _call(registry: ProviderRegistry, spec: ModelSpec) -> str | None:
     try:
         await asyncio.wait_for(registry.get(endpoint).complete(request), spec.timeout_seconds)
     except UpstreamError as exc:
-        return str(exc)
+        return exc.explained  # the operator's own check: the upstream's words included
     except TimeoutError:
         return f"no answer within {spec.timeout_seconds:.0f} s"
     return None

@@ -1,0 +1,84 @@
+"""Finding 7: one tenant opens a shared circuit breaker for all.
+
+The attack: tenant B sends requests the upstream rejects (a 4xx: too long, bad parameters,
+its own bad key) until the breaker of a model every tenant shares opens, and everyone is
+turned away for the cool-down.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from mtai.runtime import Runtime
+from tests.conftest import TenantFixture, add_model
+from tests.support.fake_upstreams import Behaviour, FakeUpstream
+
+
+async def chat(client: httpx.AsyncClient, tenant: TenantFixture, model: str) -> httpx.Response:
+    return await client.post(
+        "/api/v1/chat/", json={"message": "hi", "model": model}, headers=tenant.owner
+    )
+
+
+async def test_rejected_requests_of_one_tenant_do_not_open_the_shared_breaker(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    tenant_a: TenantFixture,
+    tenant_b: TenantFixture,
+) -> None:
+    spec = await add_model(runtime, fake_upstream, "openai", max_retries=0)
+    fake_upstream.script(spec.upstream_model, *[Behaviour(kind="400")] * 6)
+    for _ in range(6):  # more than the breaker's threshold of five
+        rejected = await chat(client, tenant_b, spec.name)
+        assert rejected.status_code == 502, rejected.text
+        assert "400" in rejected.json()["detail"]
+    answered = await chat(client, tenant_a, spec.name)
+    assert answered.status_code == 200, answered.text
+
+
+async def test_a_tenants_failing_upstream_opens_only_its_own_breaker(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    tenant_a: TenantFixture,
+    tenant_b: TenantFixture,
+) -> None:
+    """Server-side failures on B's own credential open B's breaker; the platform's stays shut."""
+    spec = await add_model(runtime, fake_upstream, "openai", max_retries=0)
+    put = await client.put(
+        "/api/v1/provider-credentials/openai", json={"api_key": "sk-b-own"}, headers=tenant_b.owner
+    )
+    assert put.status_code == 200
+    fake_upstream.script(spec.upstream_model, *[Behaviour(kind="500")] * 5)
+    for _ in range(5):
+        assert (await chat(client, tenant_b, spec.name)).status_code == 502
+    before = fake_upstream.count(spec.upstream_model)
+    skipped = await chat(client, tenant_b, spec.name)
+    assert skipped.status_code == 503, skipped.text  # B's breaker is open
+    assert fake_upstream.count(spec.upstream_model) == before
+    assert (await chat(client, tenant_a, spec.name)).status_code == 200
+
+
+def test_the_breaker_tracks_a_bounded_number_of_upstreams() -> None:
+    """A tenant rotating keys (one breaker each) cannot grow a process's memory without end."""
+    from mtai.services.circuit_breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(threshold=1, max_keys=3)
+    for i in range(10):
+        breaker.failure(f"key-{i}")
+    assert len(breaker) == 3
+    assert not breaker.allow("key-9")  # the most recent ones are kept
+    assert breaker.allow("key-0")
+
+
+def test_a_rejected_probe_does_not_wedge_the_breaker() -> None:
+    """A half-open probe answered with a 4xx ends without a verdict: the next request probes."""
+    from mtai.services.circuit_breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(threshold=1, cooldown_seconds=0.0)
+    breaker.failure("k")
+    assert breaker.allow("k")  # the probe
+    assert not breaker.allow("k")  # one probe at a time
+    breaker.release("k")
+    assert breaker.allow("k")

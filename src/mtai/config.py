@@ -267,6 +267,37 @@ class Settings(BaseSettings):
         le=3600,
         description="A document not heard from for this long is taken over by another worker.",
     )
+    parse_timeout_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        le=3600,
+        description="Wall-clock time one document's parse may take; its process is then killed.",
+    )
+    parse_cpu_seconds: int = Field(
+        default=60, ge=1, le=3600, description="CPU time one document's parse process may use."
+    )
+    parse_memory_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=256 * 1024 * 1024,
+        description="Address space of one document's parse process (RLIMIT_AS).",
+    )
+    parse_max_pages: int = Field(default=2000, ge=1, description="Pages of a PDF, at most.")
+    parse_max_chars: int = Field(
+        default=10_000_000, ge=1000, description="Characters of text one document may yield."
+    )
+    parse_max_decompressed_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="Bytes a .docx (a ZIP archive) may unpack to, by its directory.",
+    )
+    parse_max_compression_ratio: float = Field(
+        default=100.0,
+        ge=2,
+        description="How many times its own size a .docx may unpack to (above 1 MiB unpacked).",
+    )
+    ingest_max_chunks: int = Field(
+        default=20_000, ge=1, description="Chunks one document may make (each is embedded)."
+    )
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",
         description="Embedding model of new knowledge bases (see docs/rag.md for the others).",

@@ -26,6 +26,8 @@ from mtai.providers.mail import SmtpMailer
 from mtai.providers.queue.ingest_queue import IngestQueue
 from mtai.providers.storage.base import ObjectStore
 from mtai.providers.storage.factory import open_store
+from mtai.rag.parsing import ContentLimits
+from mtai.rag.parsing.sandbox import SandboxLimits
 from mtai.services import secrets, tokenizer
 from mtai.services.api_keys import ApiKeyService
 from mtai.services.auth import Authenticator, LastUsedRecorder
@@ -138,6 +140,20 @@ async def check_roles(db: Database, app_role: str, env: Environment) -> None:
         )
 
 
+def parse_limits(settings: Settings) -> SandboxLimits:
+    return SandboxLimits(
+        timeout_seconds=settings.parse_timeout_seconds,
+        cpu_seconds=settings.parse_cpu_seconds,
+        memory_bytes=settings.parse_memory_bytes,
+        content=ContentLimits(
+            max_pages=settings.parse_max_pages,
+            max_chars=settings.parse_max_chars,
+            max_decompressed_bytes=settings.parse_max_decompressed_bytes,
+            max_compression_ratio=settings.parse_max_compression_ratio,
+        ),
+    )
+
+
 def reaper_task(runtime: Runtime) -> asyncio.Task[None]:
     """Whoever runs ingestion jobs also resends the ones nobody holds."""
     interval = max(1.0, runtime.settings.ingest_lease_seconds / 4)
@@ -245,6 +261,8 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         overlap_tokens=settings.chunk_overlap_tokens,
         lease_seconds=settings.ingest_lease_seconds,
         max_attempts=settings.ingest_max_attempts,
+        parse_limits=parse_limits(settings),
+        max_chunks=settings.ingest_max_chunks,
         meter=meter,
     )
     queue = _queue(settings, ingestor)

@@ -4,6 +4,11 @@ Exactly one worker holds a document at a time (a lease in its row, renewed while
 the chunks and the 'ready' status are written in one transaction that also checks the lease,
 so a re-run, a redelivered message or a worker presumed dead can never duplicate chunks. The
 reaper sends again what nobody holds: lost messages, dead workers' documents, due retries.
+
+The parse runs in a child process under the platform's limits (rag/parsing/sandbox.py); a
+document over a limit fails at once, since it would fail the same way on every retry. The
+lease is renewed during the parse only until the parse's deadline: past it, whatever holds the
+document is wedged, and the lease runs out so that the reaper can hand the document on.
 """
 
 from __future__ import annotations
@@ -29,12 +34,17 @@ from mtai.providers.embeddings.base import Embedder
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.storage.base import ObjectMissing, ObjectStore
 from mtai.rag.chunking import Chunk, chunk_document
-from mtai.rag.parsing import ParsedDocument, ParseError, parse
+from mtai.rag.parsing import ParsedDocument, ParseError
+from mtai.rag.parsing.model import limit_exceeded
+from mtai.rag.parsing.sandbox import SandboxLimits, parse_in_child
 from mtai.services.metering import Meter, provider_of
 
 log = get_logger(__name__)
 Enqueue = Callable[[uuid.UUID, uuid.UUID], Awaitable[None]]
 HEARTBEAT_SECONDS = 2.0
+# Past the parse's deadline, the time allowed to kill the child and read its verdict before the
+# heartbeat stops renewing the lease.
+PARSE_GRACE_SECONDS = 10.0
 REAP_BATCH = 200
 MISSING_ORIGINAL = (
     "The original file is missing from storage, so the document cannot be processed; "
@@ -67,6 +77,8 @@ class LeaseLost(Exception):
 class _Lease:
     progress: float = 0.0
     lost: bool = False
+    # Event-loop time after which the lease is no longer renewed (the current step's budget).
+    renew_until: float | None = None
 
 
 def _retry_delay(attempt: int) -> float:
@@ -91,6 +103,8 @@ class Ingestor:
         overlap_tokens: int,
         lease_seconds: float,
         max_attempts: int,
+        parse_limits: SandboxLimits,
+        max_chunks: int,
         meter: Meter,
     ) -> None:
         self.meter = meter  # records each document's embedding tokens and charges the budget
@@ -101,6 +115,8 @@ class Ingestor:
         self.overlap_tokens = overlap_tokens
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        self.parse_limits = parse_limits
+        self.max_chunks = max_chunks
         # One batch at a time per process: a batch already keeps every core busy (BLAS), and
         # two at once only contend (measured: 0.73 of the ceiling with two, 0.85 with one).
         # Other documents still parse, chunk and write meanwhile.
@@ -121,7 +137,7 @@ class Ingestor:
         kind: str | None = None
         try:
             async with self._heartbeat(tenant_id, document_id, attempt) as lease:
-                parsed = await self._parse(document)
+                parsed = await self._parse(document, lease)
                 kind = parsed.kind.value
                 await self._ingest(document, collection, parsed, attempt, lease)
         except LeaseLost:
@@ -134,11 +150,19 @@ class Ingestor:
             log.exception("rag.ingest.error", document_id=str(document_id), attempt=attempt)
             await self._retry_or_fail(tenant_id, document_id, attempt, exc, kind)
 
-    async def _parse(self, document: Document) -> ParsedDocument:
+    async def _parse(self, document: Document, lease: _Lease) -> ParsedDocument:
         data = await self.store.get(document.storage_key)
-        return await anyio.to_thread.run_sync(
-            lambda: parse(data, filename=document.filename, content_type=document.content_type)
-        )
+        loop = asyncio.get_running_loop()
+        lease.renew_until = loop.time() + self.parse_limits.timeout_seconds + PARSE_GRACE_SECONDS
+        try:
+            return await parse_in_child(
+                data,
+                filename=document.filename,
+                content_type=document.content_type,
+                limits=self.parse_limits,
+            )
+        finally:
+            lease.renew_until = None
 
     async def _ingest(
         self,
@@ -160,6 +184,12 @@ class Ingestor:
         )
         if not pieces:
             raise ParseError("The document contains no text to index.")
+        if len(pieces) > self.max_chunks:
+            raise limit_exceeded(
+                f"The document makes {len(pieces)} chunks",
+                "MTAI_INGEST_MAX_CHUNKS",
+                self.max_chunks,
+            )
         embedding_started = time.perf_counter()
         vectors = await self._embed(embedder, pieces, lease)
         embedding_ms = int((time.perf_counter() - embedding_started) * 1000)
@@ -224,12 +254,20 @@ class Ingestor:
     async def _heartbeat(
         self, tenant_id: uuid.UUID, document_id: uuid.UUID, attempt: int
     ) -> AsyncIterator[_Lease]:
-        """Renews the lease and publishes progress while the body runs."""
+        """Renews the lease and publishes progress while the body runs, and its current step
+        is within its budget."""
         lease = _Lease()
+        loop = asyncio.get_running_loop()
 
         async def beat() -> None:
+            warned = False
             while True:
                 await asyncio.sleep(HEARTBEAT_SECONDS)
+                if lease.renew_until is not None and loop.time() > lease.renew_until:
+                    if not warned:
+                        log.warning("rag.ingest.over_budget", document_id=str(document_id))
+                        warned = True
+                    continue  # let the lease run out: the reaper hands the document on
                 async with self.db.tenant(tenant_id) as session:
                     held = await documents_repo.heartbeat(
                         session,

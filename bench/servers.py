@@ -299,6 +299,7 @@ class MtaiConfig:
             "MTAI_LOG_LEVEL": "WARNING",
             "MTAI_QUEUE_BACKEND": self.queue_backend,
             "MTAI_BOOTSTRAP_DEMO_TENANT": "",
+            "MTAI_METRICS_PUBLIC": "true",  # loopback only; production needs this or a token
             "PYTHONUNBUFFERED": "1",
         }
 

@@ -55,6 +55,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # The whole suite logs in from one address; the per-email limit is what tests check.
         "login_attempts_per_ip": 1_000_000,
         "last_used_flush_seconds": 0.2,
+        # Production without a metrics token refuses to start; the suite reads /metrics openly.
+        "metrics_public": True,
         **overrides,
     }
     return Settings(_env_file=None, **values)
@@ -330,6 +332,7 @@ def deployment_env(settings: Settings, **extra: str) -> dict[str, str]:
         "MTAI_ENCRYPTION_KEY": settings.encryption_key.get_secret_value(),
         "MTAI_DATA_DIR": str(settings.data_dir),
         "MTAI_LOG_LEVEL": "WARNING",
+        "MTAI_METRICS_PUBLIC": "true",
         **extra,
     }
 

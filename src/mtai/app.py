@@ -27,19 +27,36 @@ from mtai.api.routers import (
     ui,
     users,
 )
-from mtai.config import Settings, get_settings
+from mtai.config import Settings, get_settings, metrics_problem
+from mtai.errors import ConfigurationError
 from mtai.logging import configure_logging
 from mtai.runtime import open_runtime
+from mtai.services.health import HealthProbe
+
+
+def refuse_unsafe(settings: Settings) -> None:
+    """Raise ConfigurationError if serving the API with these settings would be unsafe."""
+    problem = metrics_problem(settings)
+    if problem is not None:
+        raise ConfigurationError(f"Refusing to start in production: {problem}.")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    refuse_unsafe(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            app.state.health = HealthProbe(
+                runtime.db,
+                runtime.limits,
+                runtime.store,
+                queue_backend=runtime.queue.name,
+                cache_seconds=settings.health_cache_seconds,
+            )
             # What start-up allocated lives as long as the process: moving it out of the
             # collector's reach makes full collections short (175-315 ms each under load
             # before; the chief cause of the gateway's p99, docs/benchmarks.md).

@@ -105,9 +105,12 @@ def serve(
     """Start the API (and, without DATABASE_URL, the embedded PostgreSQL)."""
     import uvicorn
 
+    from mtai.app import refuse_unsafe
+
     settings = get_settings()
     configure_logging(settings.log_level)
     try:
+        refuse_unsafe(settings)  # before migrating or starting anything
         settings, started = _settings_with_database(settings)
     except ConfigurationError as exc:
         raise _fail(str(exc)) from exc

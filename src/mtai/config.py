@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64, description="Uvicorn worker processes.")
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
-        description="Proxies trusted for X-Forwarded-For ('*' behind a load balancer that alone "
-        "can reach the API).",
+        description="Addresses or CIDR networks of the proxies whose X-Forwarded-For is trusted "
+        "for the client address, comma-separated: behind a load balancer, its subnets (on AWS the "
+        "VPC CIDR). Never a wildcard: every client could then choose its own address.",
     )
     data_dir: Path = Field(
         default=Path(".mtai"), description="Embedded PostgreSQL data and generated dev secrets."
@@ -160,6 +161,18 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="If set, /metrics requires 'Authorization: Bearer <token>'."
     )
+    metrics_public: bool = Field(
+        default=False,
+        description="Serve /metrics without a token in production (only where the network keeps "
+        "it private); without a token and without this, production refuses to start.",
+    )
+    health_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long /health answers from its last dependency probe: at most one "
+        "probe (one storage write) per interval per process.",
+    )
     metrics_max_tenants: int = Field(
         default=200, ge=1, le=100_000, description="Distinct tenant labels per process in /metrics."
     )
@@ -217,6 +230,13 @@ class Settings(BaseSettings):
         ge=0,
         le=300,
         description="How long a process trusts a cached credential/tenant status without Postgres.",
+    )
+    auth_cache_max_negative_entries: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Remembered 'does not exist' answers (e.g. unknown API key prefixes), kept "
+        "apart from real credentials so they cannot push them out of the auth cache.",
     )
     key_rotation_grace_seconds: int = Field(
         default=86400, ge=0, le=30 * 86400, description="Default life of a rotated-out key."
@@ -387,6 +407,18 @@ def secret_problem(name: str, value: SecretStr | None) -> str | None:
     if len(raw) < MIN_SECRET_LENGTH:
         return f"{name} is shorter than {MIN_SECRET_LENGTH} characters"
     return None
+
+
+def metrics_problem(settings: Settings) -> str | None:
+    """Why /metrics would be open to anyone in production, or None when it is not."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    if settings.is_development or token.strip() or settings.metrics_public:
+        return None
+    return (
+        "/metrics would answer anyone: set MTAI_METRICS_TOKEN to a random value (AWS: the "
+        "<project>/metrics-token secret) and give it to your Prometheus scraper, or set "
+        "MTAI_METRICS_PUBLIC=true if only a private network can reach /metrics"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -211,7 +211,10 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         platform_pool_size=settings.db_platform_pool_size,
         hnsw_ef_search=settings.hnsw_ef_search,
     )
-    cache: AuthCache[object] = AuthCache(settings.auth_cache_ttl_seconds)
+    cache: AuthCache[object] = AuthCache(
+        settings.auth_cache_ttl_seconds,
+        max_negative_entries=settings.auth_cache_max_negative_entries,
+    )
     last_used = LastUsedRecorder(db)
     auth = Authenticator(
         db,

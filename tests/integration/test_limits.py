@@ -260,9 +260,9 @@ async def test_rpm_is_global_across_two_api_processes(
 
 
 async def _outage_app(settings: Settings, server: RedisProcess, policy: str) -> tuple[FastAPI, Any]:
-    app = create_app(
-        settings.model_copy(update={"redis_url": server.url, "limits_outage_policy": policy})
-    )
+    # /health probes on every call here (no reuse of the last probe), so it sees the outage at once.
+    update = {"redis_url": server.url, "limits_outage_policy": policy, "health_cache_seconds": 0}
+    app = create_app(settings.model_copy(update=update))
     return app, app.router.lifespan_context(app)
 
 

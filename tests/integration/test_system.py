@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -58,16 +59,18 @@ async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None
 
 
 async def test_health_is_503_naming_the_database_when_it_goes_away(pg_admin_url: str) -> None:
-    """A real outage: the app's database is dropped under it."""
+    """A real outage: the app's database is dropped under it; /health sees it within its
+    probe interval (it reuses a probe's result that long)."""
     with fresh_database(pg_admin_url) as url:
         await upgrade(url, "mtai_app")
-        app = create_app(make_settings(url))
+        app = create_app(make_settings(url, health_cache_seconds=0.5))
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
                 assert (await client.get("/health")).status_code == 200
                 name = url.rsplit("/", 1)[1]
                 _psql(pg_admin_url, f"DROP DATABASE {name} WITH (FORCE)")
+                await asyncio.sleep(0.6)
                 response = await client.get("/health")
                 assert response.status_code == 503
                 body = response.json()

@@ -71,23 +71,50 @@ def test_token_roundtrip_expiry_and_tampering() -> None:
 
 
 def test_auth_cache_ttl_bound_and_negative_entries() -> None:
-    cache: AuthCache[object] = AuthCache(ttl=0.05, max_entries=3)
-    cache.put("a", 1)
-    cache.put("missing", None)
+    cache: AuthCache[object] = AuthCache(ttl=0.05, max_entries=3, max_negative_entries=2)
+    cache.put("a", 1, cache.stamp())
+    cache.put("missing", None, cache.stamp())
     assert cache.get("a") == (True, 1)
     assert cache.get("missing") == (True, None)
     assert cache.get("other") == (False, None)
     time.sleep(0.06)
     assert cache.get("a") == (False, None)
+    assert cache.get("missing") == (False, None)
     for key in "wxyz":
-        cache.put(key, key)
+        cache.put(key, key, cache.stamp())
     assert cache.get("w") == (False, None)  # evicted: bounded
     assert cache.get("z") == (True, "z")
+    for key in ("n1", "n2", "n3"):
+        cache.put(key, None, cache.stamp())
+    assert cache.get("n1") == (False, None)  # negative entries have their own bound...
+    assert cache.get("n3") == (True, None)
+    assert [cache.get(key)[0] for key in "xyz"] == [True, True, True]  # ...and evict no real one
     cache.invalidate("z")
     assert cache.get("z") == (False, None)
     disabled: AuthCache[object] = AuthCache(ttl=0)
-    disabled.put("a", 1)
+    disabled.put("a", 1, disabled.stamp())
     assert disabled.get("a") == (False, None)
+
+
+def test_auth_cache_refuses_a_read_older_than_an_invalidation_of_its_key() -> None:
+    cache: AuthCache[object] = AuthCache(ttl=60, max_entries=2)
+    before = cache.stamp()
+    cache.invalidate("k")
+    cache.put("k", "stale", before)
+    assert cache.get("k") == (False, None)
+    cache.put("other", "fine", before)  # another key's invalidation does not matter
+    assert cache.get("other") == (True, "fine")
+    cache.put("k", "fresh", cache.stamp())
+    assert cache.get("k") == (True, "fresh")
+    before = cache.stamp()
+    cache.clear()  # the listener reconnected: anything may have changed
+    cache.put("other", "stale", before)
+    assert cache.get("other") == (False, None)
+    before = cache.stamp()
+    for key in ("a", "b", "c"):  # more invalidations than the cache remembers keys for
+        cache.invalidate(key)
+    cache.put("a", "stale", before)  # "a"'s record was forgotten: refused, not trusted
+    assert cache.get("a") == (False, None)
 
 
 @pytest.mark.parametrize("value", [None, "", "secret", "changeme", "short-but-random"])

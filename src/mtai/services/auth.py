@@ -136,6 +136,7 @@ class Authenticator:
         hit, value = self.cache.get(tenant_cache_key(tenant_id))
         if hit:
             return value if isinstance(value, TenantState) else None
+        since = self.cache.stamp()
         async with self.db.platform() as session:
             tenant = await tenants_repo.get(session, tenant_id)
         state = (
@@ -143,22 +144,24 @@ class Authenticator:
             if tenant
             else None
         )
-        self.cache.put(tenant_cache_key(tenant_id), state)
+        self.cache.put(tenant_cache_key(tenant_id), state, since)
         return state
 
     async def _tenant_by_slug(self, slug: str) -> TenantState | None:
         hit, value = self.cache.get(slug_cache_key(slug))
         if hit:
             return await self._tenant(value) if isinstance(value, uuid.UUID) else None
+        since = self.cache.stamp()
         async with self.db.platform() as session:
             tenant = await tenants_repo.get_by_slug(session, slug)
-        self.cache.put(slug_cache_key(slug), tenant.id if tenant else None)
+        self.cache.put(slug_cache_key(slug), tenant.id if tenant else None, since)
         return await self._tenant(tenant.id) if tenant else None
 
     async def _user(self, user_id: uuid.UUID) -> UserState | None:
         hit, value = self.cache.get(user_cache_key(user_id))
         if hit:
             return value if isinstance(value, UserState) else None
+        since = self.cache.stamp()
         async with self.db.platform() as session:
             user = await users_repo.get(session, user_id)
         state = (
@@ -166,23 +169,25 @@ class Authenticator:
             if user
             else None
         )
-        self.cache.put(user_cache_key(user_id), state)
+        self.cache.put(user_cache_key(user_id), state, since)
         return state
 
     async def _role(self, tenant_id: uuid.UUID, user_id: uuid.UUID) -> Role | None:
         hit, value = self.cache.get(member_cache_key(tenant_id, user_id))
         if hit:
             return value if isinstance(value, Role) else None
+        since = self.cache.stamp()
         async with self.db.tenant(tenant_id) as session:
             membership = await memberships_repo.get(session, tenant_id, user_id)
         role = Role(membership.role) if membership else None
-        self.cache.put(member_cache_key(tenant_id, user_id), role)
+        self.cache.put(member_cache_key(tenant_id, user_id), role, since)
         return role
 
     async def _key(self, prefix: str) -> KeyState | None:
         hit, value = self.cache.get(key_cache_key(prefix))
         if hit:
             return value if isinstance(value, KeyState) else None
+        since = self.cache.stamp()
         async with self.db.platform() as session:
             key = await keys_repo.get_by_prefix(session, prefix)
         state = (
@@ -198,7 +203,7 @@ class Authenticator:
             if key
             else None
         )
-        self.cache.put(key_cache_key(prefix), state)
+        self.cache.put(key_cache_key(prefix), state, since)
         return state
 
     async def tenant_settings(self, tenant_id: uuid.UUID) -> dict[str, Any]:

@@ -129,6 +129,7 @@ class Catalog:
         hit, value = self.cache.get(CATALOG_KEY)
         if hit and isinstance(value, dict):
             return value
+        since = self.cache.stamp()
         async with self.db.unscoped() as session:
             rows = await models_repo.list_all(session)
         specs = {
@@ -152,7 +153,7 @@ class Catalog:
             )
             for row in rows
         }
-        self.cache.put(CATALOG_KEY, specs)
+        self.cache.put(CATALOG_KEY, specs, since)
         return specs
 
     async def allowed(self, tenant_settings: dict[str, Any]) -> list[ModelSpec]:
@@ -241,6 +242,7 @@ class Catalog:
         hit, value = self.cache.get(credentials_key(tenant_id))
         if hit and isinstance(value, dict):
             return value
+        since = self.cache.stamp()
         async with self.db.tenant(tenant_id) as session:
             rows = await credentials_repo.list_for(session, tenant_id)
         found: dict[str, tuple[str | None, str | None]] = {}
@@ -259,7 +261,7 @@ class Catalog:
                 )
                 key = None
             found[row.provider] = (key, row.base_url)
-        self.cache.put(credentials_key(tenant_id), found)
+        self.cache.put(credentials_key(tenant_id), found, since)
         return found
 
     # -- platform administration -----------------------------------------------------------

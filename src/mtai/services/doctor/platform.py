@@ -8,7 +8,7 @@ import socket
 import asyncpg
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from mtai.config import Environment, Settings, secret_problem
+from mtai.config import Environment, Settings, metrics_problem, secret_problem
 from mtai.db import embedded
 from mtai.db.engine import Database
 from mtai.db.migrate import (
@@ -52,6 +52,18 @@ def secrets(settings: Settings) -> list[CheckResult]:
                     "definition): python -c 'import secrets; print(secrets.token_urlsafe(48))'",
                 )
             )
+    open_metrics = metrics_problem(settings)
+    if open_metrics is None:
+        results.append(CheckResult("/metrics", True, "needs a token, or may be open here"))
+    else:
+        results.append(
+            CheckResult(
+                "/metrics",
+                False,
+                f"{open_metrics}; the API refuses to start like this",
+                "see docs/deployment.md, 'Metrics'",
+            )
+        )
     return results
 
 

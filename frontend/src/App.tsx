@@ -12,7 +12,11 @@ import { Knowledge } from "./pages/Knowledge";
 import { Usage } from "./pages/Usage";
 import { Audit } from "./pages/Audit";
 import { PromptLogs } from "./pages/PromptLogs";
+import { Accept } from "./pages/Accept";
 import { PasswordDialog } from "./components/PasswordDialog";
+import { useLoad } from "./components/common";
+import { get } from "./api";
+import type { MyInvitation } from "./types";
 
 interface Route {
   path: string;
@@ -75,6 +79,18 @@ function Nav({ routes, current, onNavigate }: { routes: Route[]; current: string
   );
 }
 
+/** Invitations addressed to the logged-in person; accepting needs the link they received. */
+function PendingInvitations() {
+  const mine = useLoad(() => get<MyInvitation[]>("/api/v1/auth/invitations"), []);
+  if (!mine.data?.length) return null;
+  return (
+    <div className="notice" role="status" data-testid="my-invitations">
+      You are invited to{" "}
+      {mine.data.map((i) => `${i.tenant.name} (${i.role})`).join(", ")}. Open the invitation link you received to accept.
+    </div>
+  );
+}
+
 function Shell({ session }: { session: Session }) {
   const path = usePath();
   const [menuOpen, setMenuOpen] = useState(false);
@@ -122,6 +138,7 @@ function Shell({ session }: { session: Session }) {
         <Nav routes={routes} current={path} onNavigate={() => setMenuOpen(false)} />
       </aside>
       <main id="main" tabIndex={-1}>
+        <PendingInvitations />
         {route ? route.page() : <p>This account has no pages here: ask an administrator for a role in a tenant.</p>}
       </main>
     </div>
@@ -130,5 +147,7 @@ function Shell({ session }: { session: Session }) {
 
 export function App() {
   const session = useSession();
+  const path = usePath();
+  if (path === "/accept") return <Accept />;
   return session ? <Shell key={`${session.user.id}:${session.actingTenant?.id ?? ""}`} session={session} /> : <Login />;
 }

@@ -40,7 +40,7 @@ export interface Tenant {
 }
 
 export interface TenantCreated extends Tenant {
-  owner_initial_password: string | null;
+  owner_invitation: InvitationIssued | null;
 }
 
 export interface Limits {
@@ -88,8 +88,42 @@ export interface Member {
   member_since: string;
 }
 
-export interface MemberCreated extends Member {
-  initial_password: string | null;
+/** The answer to an invitation: the same shape whether or not the person has an account. */
+export interface InvitationIssued {
+  id: string;
+  email: string;
+  role: Role;
+  status: "pending";
+  expires_at: string;
+  /** Shown once; null when the server delivers it by mail only. */
+  token: string | null;
+  accept_url: string | null;
+}
+
+export interface Invitation {
+  id: string;
+  email: string;
+  role: Role;
+  status: "pending";
+  created_at: string;
+  expires_at: string;
+  invited_by: string | null;
+}
+
+export interface InvitationLookup {
+  email: string;
+  role: Role | null;
+  tenant: { id: string; slug: string; name: string } | null;
+  platform_admin: boolean;
+  expires_at: string;
+}
+
+export interface MyInvitation {
+  id: string;
+  email: string;
+  role: Role;
+  tenant: { id: string; slug: string; name: string };
+  expires_at: string;
 }
 
 export interface ApiKey {

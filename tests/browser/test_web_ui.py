@@ -1,7 +1,8 @@
 """The web UI end to end, in a real browser against a running server.
 
 One journey covers what the platform's users do first: the platform admin logs in, adds a
-model, creates a tenant and gives it a budget; the tenant's owner adds a user and an API key,
+model, creates a tenant (inviting its owner) and gives it a budget; the owner accepts the
+invitation choosing their own password, invites a member (who accepts alike), makes an API key,
 uploads a document, waits for it, asks a question, opens the cited passage, sees the usage in
 the chart, and revokes the key. Another test checks that a tenant admin's pages never show
 another tenant's data.
@@ -19,7 +20,7 @@ from playwright.async_api import Page, expect
 
 from mtai.runtime import Runtime
 from tests.browser.conftest import log_in, log_out, open_page, screenshot
-from tests.conftest import AdminFixture, TenantFixture, add_model
+from tests.conftest import AdminFixture, TenantFixture, add_model, join
 from tests.support.fake_upstreams import FakeUpstream
 
 FACT = "The Zephyr gateway rotates its signing keys every 37 days."
@@ -75,16 +76,16 @@ async def test_platform_admin_to_tenant_owner_journey(
     await expect(page.get_by_role("cell", name=model, exact=True)).to_be_visible()
     await screenshot(page, "02-models")
 
-    # A tenant with an owner; the generated password is shown once.
+    # A tenant with an owner, who is invited: the invitation link is shown once.
     await open_page(page, "Tenants")
     await page.get_by_label("Name", exact=True).fill(f"UI {slug}")
     await page.get_by_label("Slug").fill(slug)
     await page.get_by_label("Owner email (optional)").fill(owner_email)
     await page.get_by_role("button", name="Create tenant").click()
-    secret = page.get_by_label(f"Initial password of the owner of {slug}.")
+    secret = page.get_by_label(f"Invitation link for the owner of {slug}.")
     await expect(secret).to_be_visible()
-    owner_password = await secret.input_value()
-    assert len(owner_password) >= 12
+    owner_link = await secret.input_value()
+    assert owner_link.startswith(live_server + "/ui/accept#token=inv_")
     await expect(page.get_by_role("cell", name=slug, exact=True)).to_be_visible()
     await screenshot(page, "03-tenant-created")
     await page.get_by_role("button", name="Done").click()
@@ -111,15 +112,19 @@ async def test_platform_admin_to_tenant_owner_journey(
     await screenshot(page, "05-platform-audit")
     await log_out(page)
 
-    # The tenant's owner: a user, and an API key whose secret is shown once.
-    await log_in(page, owner_email, owner_password)
+    # The owner opens the invitation, chooses a password, and is in; then invites a member.
+    await accept_as_new(page, owner_link, "owner-own-passphrase")
     await expect(page.get_by_test_id("who")).to_contain_text(f"UI {slug} (owner)")
     await open_page(page, "Users")
     await page.get_by_label("Email").fill(f"ana@{slug}.example")
-    await page.get_by_role("button", name="Add user").click()
-    ana_password = await page.get_by_label(f"Initial password of ana@{slug}.example.").input_value()
-    await expect(page.get_by_role("cell", name=f"ana@{slug}.example", exact=True)).to_be_visible()
-    await screenshot(page, "06-users")
+    await page.get_by_role("button", name="Invite").click()
+    ana_link = await page.get_by_label(f"Invitation link for ana@{slug}.example.").input_value()
+    pending = page.get_by_role("table", name="Pending invitations")
+    await expect(
+        pending.get_by_role("cell", name=f"ana@{slug}.example", exact=True)
+    ).to_be_visible()
+    await screenshot(page, "06-users-invited")
+    await page.get_by_role("button", name="Done").click()
 
     await open_page(page, "API keys")
     await page.get_by_label("Name").fill("ui-key")
@@ -202,8 +207,9 @@ async def test_platform_admin_to_tenant_owner_journey(
         assert me.status_code == 200
     await log_out(page)
 
-    # A member sees the workspace only.
-    await log_in(page, f"ana@{slug}.example", ana_password)
+    # The member accepts the invitation with their own password, and sees the workspace only.
+    ana_password = "ana-first-passphrase"
+    await accept_as_new(page, ana_link, ana_password)
     await expect(page.get_by_test_id("who")).to_contain_text("(member)")
     nav = page.get_by_role("navigation", name="Main")
     await expect(nav.get_by_role("link")).to_have_text(["Chat", "Knowledge bases"])
@@ -218,9 +224,53 @@ async def test_platform_admin_to_tenant_owner_journey(
     await dialog.get_by_role("button", name="Change password").click()
     await expect(dialog.get_by_role("status")).to_contain_text("Your password is changed")
     await screenshot(page, "19-password-changed")
-    await page.keyboard.press("Escape")
-    await log_out(page)
+    # Every session ended with the change, this one too.
+    await dialog.get_by_role("button", name="Log in again").click()
+    await page.get_by_role("heading", name="Log in to mtai").wait_for()
     await log_in(page, f"ana@{slug}.example", "ana-own-passphrase")
+
+
+async def accept_as_new(page: Page, link: str, password: str) -> None:
+    """Open an invitation link as a person without an account, and choose a password."""
+    await page.goto(link)
+    await expect(page.get_by_test_id("invitation")).to_be_visible()
+    await screenshot(page, "06-accept-invitation")
+    await page.get_by_label("New password (12 characters or more)").fill(password)
+    await page.get_by_label("New password again").fill(password)
+    await page.get_by_role("button", name="Create my account and accept").click()
+    await page.get_by_test_id("who").wait_for()
+
+
+async def test_an_existing_account_accepts_by_logging_in(
+    page: Page, live_server: str, tenant_a: TenantFixture, tenant_b: TenantFixture
+) -> None:
+    """B's owner is invited to A: nothing is attached until they log in and accept."""
+    await log_in(page, tenant_a.owner_email, tenant_a.owner_password)
+    await open_page(page, "Users")
+    await page.get_by_label("Email").fill(tenant_b.owner_email)
+    await (
+        page.get_by_role("form", name="Invite a person")
+        .get_by_role("combobox")
+        .select_option("admin")
+    )
+    await page.get_by_role("button", name="Invite").click()
+    link = await page.get_by_label(f"Invitation link for {tenant_b.owner_email}.").input_value()
+    await log_out(page)
+
+    await page.goto(link)
+    await expect(page.get_by_test_id("invitation")).to_contain_text("as admin")
+    # Choosing a password for an account that exists is refused: log in instead.
+    await page.get_by_label("New password (12 characters or more)").fill("someone-elses-guess")
+    await page.get_by_label("New password again").fill("someone-elses-guess")
+    await page.get_by_role("button", name="Create my account and accept").click()
+    await expect(page.get_by_role("alert")).to_contain_text("login_to_accept")
+    await page.get_by_label(f"Password of {tenant_b.owner_email}").fill(tenant_b.owner_password)
+    await page.get_by_role("button", name="Log in and accept").click()
+    await expect(page.get_by_test_id("who")).to_contain_text(f"{tenant_a.slug.upper()} (admin)")
+    await screenshot(page, "20-existing-account-accepted")
+    async with httpx.AsyncClient(base_url=live_server) as http:
+        again = await http.post("/api/v1/invitations/lookup", json={"token": link.split("=")[1]})
+        assert again.status_code == 410
 
 
 async def token_of(page: Page) -> str:
@@ -380,12 +430,7 @@ async def test_tenant_admin_never_sees_another_tenants_data(
 async def test_a_platform_admin_in_a_tenant_chooses_where_to_work(
     page: Page, client: httpx.AsyncClient, platform_admin: AdminFixture, tenant_a: TenantFixture
 ) -> None:
-    joined = await client.post(
-        "/api/v1/users",
-        json={"email": platform_admin.email, "role": "admin"},
-        headers=tenant_a.owner,
-    )
-    assert joined.status_code == 201, joined.text
+    await join(client, tenant_a.owner, platform_admin.email, platform_admin.password, "admin")
 
     async def log_in_to(choice: str) -> None:
         await page.goto("/ui/")

@@ -1,6 +1,7 @@
-// Changing one's own password (POST /api/v1/auth/password).
+// Changing one's own password (POST /api/v1/auth/password); it ends every session, this one too.
 import { useState, type FormEvent } from "react";
 import { api } from "../api";
+import { endSession } from "../session";
 import { Dialog, ErrorMessage, useAction } from "./common";
 
 export function PasswordDialog({ open, onClose }: { open: boolean; onClose: () => void }) {
@@ -31,7 +32,15 @@ export function PasswordDialog({ open, onClose }: { open: boolean; onClose: () =
   return (
     <Dialog title="Change password" open={open} onClose={close}>
       {done ? (
-        <p role="status">Your password is changed. Use it the next time you log in.</p>
+        <div className="stack">
+          <p role="status">
+            Your password is changed. Every session of your account has ended, this one included: log in again with
+            the new password.
+          </p>
+          <button type="button" className="primary" onClick={() => endSession("Your password is changed: log in with the new one.")}>
+            Log in again
+          </button>
+        </div>
       ) : (
         <form className="stack" onSubmit={submit}>
           <label>

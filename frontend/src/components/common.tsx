@@ -104,6 +104,9 @@ export function CopyButton({ text, label = "Copy" }: { text: string; label?: str
 }
 
 /** A secret shown once, with a copy button and a warning that it will not be shown again. */
+/** An invitation's accept link, absolute (the server may answer with a path only). */
+export const absoluteLink = (url: string): string => (url.startsWith("/") ? window.location.origin + url : url);
+
 export function SecretOnce({ label, secret, onDone }: { label: string; secret: string; onDone: () => void }) {
   return (
     <div className="secret" role="status">

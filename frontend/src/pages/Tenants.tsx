@@ -1,7 +1,7 @@
 // Platform administration of tenants: create, suspend, limits and budgets, allowed models.
 import { useState, type FormEvent } from "react";
 import { api, get } from "../api";
-import { Dialog, ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when, Table } from "../components/common";
+import { absoluteLink, Dialog, ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when, Table } from "../components/common";
 import { navigate } from "../router";
 import { actIn } from "../session";
 import type { CatalogModel, Limits, LimitsView, Page, Tenant, TenantCreated } from "../types";
@@ -46,10 +46,14 @@ function CreateTenant({ onCreated }: { onCreated: () => void }) {
         </button>
       </form>
       <ErrorMessage error={action.error} />
-      {created?.owner_initial_password && (
+      {created?.owner_invitation && (
         <SecretOnce
-          label={`Initial password of the owner of ${created.slug}.`}
-          secret={created.owner_initial_password}
+          label={`Invitation link for the owner of ${created.slug}.`}
+          secret={
+            created.owner_invitation.accept_url
+              ? absoluteLink(created.owner_invitation.accept_url)
+              : `Mailed to ${created.owner_invitation.email}.`
+          }
           onDone={() => setCreated(null)}
         />
       )}

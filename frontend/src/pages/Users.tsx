@@ -1,25 +1,62 @@
-// Tenant administration: members and their roles.
+// Tenant administration: members and their roles, and invitations (the only way to add someone).
 import { useState, type FormEvent } from "react";
 import { api, get } from "../api";
-import { ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when, Table } from "../components/common";
-import type { Member, MemberCreated, Page, Role } from "../types";
+import { absoluteLink, ErrorMessage, PageTitle, Pager, SecretOnce, useAction, useLoad, when, Table } from "../components/common";
+import type { Invitation, InvitationIssued, Member, Page, Role } from "../types";
 
 const ROLES: Role[] = ["member", "admin", "owner"];
 const PAGE = 50;
+
+function Invitations({ reloadKey }: { reloadKey: number }) {
+  const [offset, setOffset] = useState(0);
+  const pending = useLoad(() => get<Page<Invitation>>(`/api/v1/invitations?limit=${PAGE}&offset=${offset}`), [offset, reloadKey]);
+  const action = useAction();
+  const revoke = (invitation: Invitation) => {
+    if (!window.confirm(`Revoke the invitation of ${invitation.email}? Its link stops working.`)) return;
+    void action.run(async () => {
+      await api("DELETE", `/api/v1/invitations/${invitation.id}`);
+      pending.reload();
+    });
+  };
+  return (
+    <section aria-labelledby="pending-invitations">
+      <h2 id="pending-invitations">Pending invitations</h2>
+      <ErrorMessage error={pending.error ?? action.error} />
+      <Table caption="Pending invitations" captionHidden columns={["Email", "Role", "Invited", "Expires", "Actions"]}>
+        {pending.data?.items.map((i) => (
+          <tr key={i.id}>
+            <td>{i.email}</td>
+            <td>{i.role}</td>
+            <td>{when(i.created_at)}</td>
+            <td>{when(i.expires_at)}</td>
+            <td className="actions">
+              <button type="button" onClick={() => revoke(i)} aria-label={`Revoke the invitation of ${i.email}`}>
+                Revoke
+              </button>
+            </td>
+          </tr>
+        ))}
+      </Table>
+      {pending.data && pending.data.total === 0 && <p className="muted">No pending invitations.</p>}
+      {pending.data && <Pager total={pending.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
+    </section>
+  );
+}
 
 export function Users() {
   const [offset, setOffset] = useState(0);
   const users = useLoad(() => get<Page<Member>>(`/api/v1/users?limit=${PAGE}&offset=${offset}`), [offset]);
   const [email, setEmail] = useState("");
   const [role, setRole] = useState<Role>("member");
-  const [created, setCreated] = useState<MemberCreated | null>(null);
+  const [issued, setIssued] = useState<InvitationIssued | null>(null);
+  const [invitations, setInvitations] = useState(0);
   const action = useAction();
-  const add = (event: FormEvent) => {
+  const invite = (event: FormEvent) => {
     event.preventDefault();
     void action.run(async () => {
-      setCreated(await api<MemberCreated>("POST", "/api/v1/users", { email, role }));
+      setIssued(await api<InvitationIssued>("POST", "/api/v1/invitations", { email, role }));
       setEmail("");
-      users.reload();
+      setInvitations((n) => n + 1);
     });
   };
   const changeRole = (user: Member, next: Role) =>
@@ -27,8 +64,12 @@ export function Users() {
       await api("PATCH", `/api/v1/users/${user.id}`, { role: next });
       users.reload();
     });
+  const signOut = (user: Member) =>
+    void action.run(async () => {
+      await api("POST", `/api/v1/users/${user.id}/sign-out`);
+    });
   const remove = (user: Member) => {
-    if (!window.confirm(`Remove ${user.email} from this tenant?`)) return;
+    if (!window.confirm(`Remove ${user.email} from this tenant? The API keys they created here are revoked too.`)) return;
     void action.run(async () => {
       await api("DELETE", `/api/v1/users/${user.id}`);
       users.reload();
@@ -37,7 +78,7 @@ export function Users() {
   return (
     <>
       <PageTitle>Users</PageTitle>
-      <form className="inline-form" onSubmit={add} aria-label="Add a user">
+      <form className="inline-form" onSubmit={invite} aria-label="Invite a person">
         <label>
           Email
           <input type="email" required value={email} onChange={(e) => setEmail(e.target.value)} />
@@ -51,11 +92,18 @@ export function Users() {
           </select>
         </label>
         <button type="submit" className="primary" disabled={action.busy}>
-          Add user
+          Invite
         </button>
       </form>
-      {created?.initial_password && (
-        <SecretOnce label={`Initial password of ${created.email}.`} secret={created.initial_password} onDone={() => setCreated(null)} />
+      <p className="muted">
+        The person accepts with the invitation link: a new account chooses its own password, an existing one logs in.
+      </p>
+      {issued && (
+        <SecretOnce
+          label={`Invitation link for ${issued.email}.`}
+          secret={issued.accept_url ? absoluteLink(issued.accept_url) : `Mailed to ${issued.email}.`}
+          onDone={() => setIssued(null)}
+        />
       )}
       <ErrorMessage error={users.error ?? action.error} />
       <Table caption="Members of this tenant" columns={["Email", "Name", "Role", "Member since", "Actions"]}>
@@ -72,6 +120,9 @@ export function Users() {
             </td>
             <td>{when(u.member_since)}</td>
             <td className="actions">
+              <button type="button" onClick={() => signOut(u)} aria-label={`Sign out ${u.email} everywhere`}>
+                Sign out
+              </button>
               <button type="button" onClick={() => remove(u)} aria-label={`Remove ${u.email}`}>
                 Remove
               </button>
@@ -80,6 +131,7 @@ export function Users() {
         ))}
       </Table>
       {users.data && <Pager total={users.data.total} limit={PAGE} offset={offset} onChange={setOffset} />}
+      <Invitations reloadKey={invitations} />
     </>
   );
 }

@@ -23,7 +23,7 @@ from mtai.runtime import Runtime, open_runtime, reaper_task
 from mtai.services import bootstrap, doctor, retrieval_eval, secrets
 from mtai.services.invitations import Issued
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
-from mtai.services.tenant_archive import ArchiveReport, TenantArchive
+from mtai.services.tenant_archive import ArchiveReport, TenantArchive, signing_key
 
 app = typer.Typer(
     help="mtai: multi-tenant AI platform.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -357,8 +357,7 @@ def tenant_export(
     """Write all of a tenant's rows and documents into one portable archive."""
 
     async def work(rt: Runtime) -> None:
-        archive = TenantArchive(rt.db, rt.store, rt.tenants, secrets.resolve(rt.settings))
-        report = await archive.export(tenant, file)
+        report = await _archive(rt).export(tenant, file)
         _report(f"exported {report.tenant_slug} to {file}", report)
 
     _operate(work)
@@ -367,15 +366,44 @@ def tenant_export(
 @tenant_app.command("import")
 def tenant_import(
     file: Annotated[Path, typer.Argument(help="Archive written by `mtai tenant export`.")],
+    trust_unsigned: Annotated[
+        bool,
+        typer.Option(
+            "--trust-unsigned",
+            help="Import an archive this deployment did not sign (changed after export, or "
+            "signed with another key); every row is still checked against its tenant.",
+        ),
+    ] = False,
 ) -> None:
-    """Restore a tenant from an archive, into this deployment (all or nothing)."""
+    """Restore a tenant from an archive, into this deployment (all or nothing).
+
+    Its members activate again: the import prints one invitation per member.
+    """
 
     async def work(rt: Runtime) -> None:
-        archive = TenantArchive(rt.db, rt.store, rt.tenants, secrets.resolve(rt.settings))
-        report = await archive.import_(file)
+        report = await _archive(rt).import_(file, OPERATOR, trust_unsigned=trust_unsigned)
         _report(f"imported {report.tenant_slug} ({report.tenant_id}) from {file}", report)
+        for issued in report.invitations:
+            invitation = issued.invitation
+            typer.echo(
+                f"  invitation for {invitation.email} ({invitation.role}), shown once, "
+                f"expires {invitation.expires_at:%Y-%m-%d %H:%M} UTC: token {issued.token} "
+                f"(accept at {issued.accept_url})"
+            )
 
     _operate(work)
+
+
+def _archive(rt: Runtime) -> TenantArchive:
+    resolved = secrets.resolve(rt.settings)
+    return TenantArchive(
+        rt.db,
+        rt.store,
+        rt.tenants,
+        rt.invitations,
+        resolved,
+        signing_key(rt.settings, resolved),
+    )
 
 
 def _report(headline: str, report: ArchiveReport) -> None:

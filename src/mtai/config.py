@@ -184,6 +184,11 @@ class Settings(BaseSettings):
     encryption_key: SecretStr | None = Field(
         default=None, description="Key that encrypts provider credentials at rest."
     )
+    archive_signing_key: SecretStr | None = Field(
+        default=None,
+        description="Key that signs tenant archives (HMAC-SHA256); unset: derived from "
+        "MTAI_KEY_PEPPER. Set the same value on two deployments to move tenants between them.",
+    )
     default_model: str = Field(
         default="extractive", description="Model used when neither request nor tenant names one."
     )

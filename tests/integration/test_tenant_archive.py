@@ -4,6 +4,7 @@ database and object store) and answers the same searches the same way there."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -29,6 +30,13 @@ QUERIES = ("fog horn compressed air", "how long does compost take", "diaphone")
 
 def cli(settings: Settings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return run_mtai(settings, "tenant", *args, **env)
+
+
+def invitation_token(output: str, email: str) -> str:
+    """The token `mtai tenant import` printed for `email`'s invitation."""
+    found = re.search(rf"invitation for {re.escape(email)} .* token (inv_[\w-]+)", output)
+    assert found, output
+    return found.group(1)
 
 
 async def searches(client: httpx.AsyncClient, headers: dict[str, str]) -> list[Any]:
@@ -116,14 +124,20 @@ async def test_export_then_import_answers_the_same_searches(
     )
     assert imported.returncode == 0, imported.stdout + imported.stderr
     assert "rag_chunks:" in imported.stdout
-    assert "note:" not in imported.stdout  # same secrets: keys and credentials came along
+    assert "left out" not in imported.stdout  # same secrets: keys and credentials came along
+    assert "not signed" not in imported.stdout  # same pepper: the signature verified
 
-    login = await target_client.post(
-        "/api/v1/auth/login",
-        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password},
+    # The owner's identity is new here and has no password: it activates with the invitation.
+    password = "a new password for the target"
+    accepted = await target_client.post(
+        "/api/v1/invitations/accept",
+        json={
+            "token": invitation_token(imported.stdout, tenant_a.owner_email),
+            "password": password,
+        },
     )
-    assert login.status_code == 200, login.text
-    owner = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    assert accepted.status_code == 200, accepted.text
+    owner = {"Authorization": f"Bearer {accepted.json()['access_token']}"}
     assert await searches(target_client, owner) == before
     # The API key works there too, the conversation and its citations are there.
     me = await target_client.get("/api/v1/auth/me", headers=tenant_a.api_key)
@@ -142,15 +156,28 @@ async def test_export_then_import_answers_the_same_searches(
     # Restoring in place: delete the tenant, import it again.
     deleted = await asyncio.to_thread(cli, target, "delete", tenant_a.slug, "--yes")
     assert deleted.returncode == 0, deleted.stderr
+    credentials = {"email": tenant_a.owner_email, "password": password}
     gone = await target_client.post(
-        "/api/v1/auth/login",
-        json={"email": tenant_a.owner_email, "password": tenant_a.owner_password},
-        headers={"X-Tenant-ID": tenant_a.slug},
+        "/api/v1/auth/login", json=credentials, headers={"X-Tenant-ID": tenant_a.slug}
     )
     assert gone.status_code in (403, 404), gone.text
     storage = {"MTAI_STORAGE_DIR": str(target.data_dir / "objects")}
     restored = await asyncio.to_thread(cli, target, "import", str(archive), **storage)
     assert restored.returncode == 0, restored.stderr
+    # The identity exists now: it is invited again, and accepts while logged in as itself.
+    still_out = await target_client.post(
+        "/api/v1/auth/login", json=credentials, headers={"X-Tenant-ID": tenant_a.slug}
+    )
+    assert still_out.status_code in (403, 404), still_out.text
+    login = await target_client.post("/api/v1/auth/login", json=credentials)
+    assert login.status_code == 200, login.text
+    accepted = await target_client.post(
+        "/api/v1/invitations/accept",
+        json={"token": invitation_token(restored.stdout, tenant_a.owner_email)},
+        headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+    )
+    assert accepted.status_code == 200, accepted.text
+    owner = {"Authorization": f"Bearer {accepted.json()['access_token']}"}
     assert await searches(target_client, owner) == before
 
 
@@ -167,8 +194,14 @@ async def test_other_secrets_leave_keys_out_and_bad_archives_are_refused(
     with fresh_database(pg_admin_url) as url:
         await upgrade(url, "mtai_app")
         other = make_settings(url)  # new random secrets
+        storage = tempfile.mkdtemp()
+        unverified = await asyncio.to_thread(
+            cli, other, "import", str(archive), MTAI_STORAGE_DIR=storage
+        )
+        assert unverified.returncode == 1
+        assert "not signed by this deployment" in unverified.stderr
         result = await asyncio.to_thread(
-            cli, other, "import", str(archive), MTAI_STORAGE_DIR=tempfile.mkdtemp()
+            cli, other, "import", str(archive), "--trust-unsigned", MTAI_STORAGE_DIR=storage
         )
         assert result.returncode == 0, result.stderr
         assert "api_keys row(s) left out" in result.stdout
@@ -193,4 +226,4 @@ async def test_other_secrets_leave_keys_out_and_bad_archives_are_refused(
 async def test_every_table_with_tenant_data_is_exported(runtime: Runtime) -> None:
     async with runtime.db.platform() as session:
         with_tenant = await tenant_rows.tables_with_tenant_column(session)
-    assert set(with_tenant) == set(tenant_rows.TENANT_TABLES)
+    assert set(with_tenant) == set(tenant_rows.TENANT_TABLES) | set(tenant_rows.NOT_EXPORTED)

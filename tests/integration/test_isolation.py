@@ -61,7 +61,9 @@ CASES = [
     Case("POST", "/api/v1/chat/", {"message": "hi", "conversation_id": "{conversation_id}"}),
     # Credentials are keyed by provider within the caller's own tenant: B's stay untouched.
     Case("DELETE", "/api/v1/provider-credentials/{provider}"),
-    Case("PUT", "/api/v1/provider-credentials/{other_provider}", {"api_key": "a-own"}, expect=200),
+    Case(  # a Bedrock key is ACCESS_KEY_ID:SECRET
+        "PUT", "/api/v1/provider-credentials/{other_provider}", {"api_key": "a-own:s"}, expect=200
+    ),
     # Platform-only routes refuse every tenant credential alike (403 for any id, own included),
     # which reveals nothing about whether the id exists.
     Case("GET", "/api/v1/tenants/{tenant_id}", expect=403),

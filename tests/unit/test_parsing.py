@@ -16,7 +16,15 @@ import pytest
 from fpdf import FPDF
 from pypdf import PdfReader, PdfWriter
 
-from mtai.rag.parsing import Block, DocumentKind, ParsedDocument, ParseError, parse
+from mtai.rag.parsing import (
+    Block,
+    ContentLimits,
+    DocumentKind,
+    LimitExceeded,
+    ParsedDocument,
+    ParseError,
+    parse,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
 PAGES = [
@@ -555,3 +563,46 @@ def test_damaged_files_raise_only_parse_error(filename: str, data: bytes) -> Non
     outcomes = [outcome(variant, filename) for variant in damaged_variants(data, filename)]
     assert all(result == "parsed" or result.endswith(".") for result in outcomes), outcomes
     assert any(result != "parsed" for result in outcomes)  # the damage was noticed somewhere
+
+
+# --- Content limits (the sandbox sets them; here they are checked in-process) -----------------
+
+
+def test_character_limit_counts_text_and_headings() -> None:
+    markdown = b"# A heading of 24 chars!\n\nbody"
+    with pytest.raises(LimitExceeded, match=r"more than 20 characters.*MTAI_PARSE_MAX_CHARS"):
+        parse(markdown, filename="a.md", content_type=None, limits=ContentLimits(max_chars=20))
+    assert parse(markdown, filename="a.md", content_type=None, limits=ContentLimits(max_chars=28))
+
+
+def test_flat_json_stops_at_the_character_limit() -> None:
+    data = json.dumps(list(range(1_000_000))).encode()
+    with pytest.raises(LimitExceeded, match="MTAI_PARSE_MAX_CHARS"):
+        parse(data, filename="n.json", content_type=None, limits=ContentLimits(max_chars=10_000))
+
+
+def test_pdf_page_limit() -> None:
+    with pytest.raises(
+        LimitExceeded, match=r"3 pages; the limit is 2 \(setting MTAI_PARSE_MAX_PAGES"
+    ):
+        parse(
+            make_pdf(PAGES), filename="r.pdf", content_type=None, limits=ContentLimits(max_pages=2)
+        )
+
+
+def test_docx_unpacked_size_limit_reads_the_directory_only() -> None:
+    limits = ContentLimits(max_decompressed_bytes=1000)
+    with pytest.raises(LimitExceeded, match=r"unpacks to \d+ bytes.*DECOMPRESSED_BYTES"):
+        parse(make_docx(), filename="m.docx", content_type=None, limits=limits)
+
+
+def test_docx_compression_ratio_counts_only_above_a_mebibyte() -> None:
+    # A small document compresses several times over: well under the ratio's 1 MiB threshold.
+    limits = ContentLimits(max_compression_ratio=2)
+    assert parse(make_docx(), filename="m.docx", content_type=None, limits=limits).blocks
+    document = docx.Document()
+    document.add_paragraph("word " * 400_000)  # 2 MB of XML that compresses many times over
+    out = io.BytesIO()
+    document.save(out)
+    with pytest.raises(LimitExceeded, match=r"times its size.*MTAI_PARSE_MAX_COMPRESSION_RATIO"):
+        parse(out.getvalue(), filename="big.docx", content_type=None, limits=limits)

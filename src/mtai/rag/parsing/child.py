@@ -46,11 +46,19 @@ def main() -> None:
 
 
 def confine(memory_bytes: int, cpu_seconds: int, timeout_seconds: float) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _lower(resource.RLIMIT_AS, memory_bytes, memory_bytes)
     # SIGXCPU at the soft limit ends the process; SIGKILL one second later if it did not.
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
+    _lower(resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 1)
     # The parent kills this process at its deadline; the alarm covers a parent that died.
     signal.alarm(math.ceil(timeout_seconds) + 5)
+
+
+def _lower(limit: int, soft: int, hard: int) -> None:
+    """Set a limit, never above the hard limit already in force (a container's, say)."""
+    _, current = resource.getrlimit(limit)
+    if current != resource.RLIM_INFINITY:
+        soft, hard = min(soft, current), min(hard, current)
+    resource.setrlimit(limit, (soft, hard))
 
 
 def write(out: IO[str], document: ParsedDocument) -> None:

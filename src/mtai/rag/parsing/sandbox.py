@@ -83,7 +83,7 @@ async def parse_in_child(
     )
     try:
         output, errors = await asyncio.wait_for(
-            _exchange(process, json.dumps(request).encode() + b"\n" + data, _output_cap(limits)),
+            _exchange(process, json.dumps(request).encode() + b"\n", data, _output_cap(limits)),
             limits.timeout_seconds,
         )
     except TimeoutError:
@@ -103,7 +103,7 @@ async def parse_in_child(
 
 
 async def _exchange(
-    process: asyncio.subprocess.Process, stdin: bytes, cap: int | None
+    process: asyncio.subprocess.Process, header: bytes, data: bytes, cap: int | None
 ) -> tuple[bytes, bytes]:
     assert process.stdin is not None
     assert process.stdout is not None
@@ -112,7 +112,8 @@ async def _exchange(
 
     async def feed() -> None:
         try:
-            writer.write(stdin)
+            writer.write(header)
+            writer.write(data)
             await writer.drain()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the child stopped reading: it failed, and its exit status says how

@@ -40,6 +40,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai import __version__
@@ -320,9 +321,16 @@ class TenantArchive:
                         "not_imported": left_out,
                     },
                 )
-        except BaseException:
+        except BaseException as exc:
             for key in stored:
                 await self.store.delete(key)
+            if isinstance(exc, DBAPIError):
+                raise InvalidInput(
+                    f"The database refused the archive's rows, so nothing was imported: "
+                    f"{str(exc.orig).strip()}. An archive exported by mtai and unchanged since "
+                    "fits a deployment without this tenant; this one was altered or clashes "
+                    "with data here (e.g. an API key prefix or a document id in use)."
+                ) from exc
             raise
         report.rows["tenants"] = 1
         report.objects = len(objects)
@@ -427,6 +435,8 @@ class TenantArchive:
             }
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInput(f"{path} is not a readable tenant archive: {exc}") from exc
+        if not all(isinstance(row, dict) for found in rows.values() for row in found):
+            raise InvalidInput(f"{path} holds a row that is not a JSON object: it was altered.")
         objects = {
             name.removeprefix("objects/"): data
             for name, data in files.items()
@@ -464,8 +474,13 @@ def _checked_manifest(path: Path, manifest: Any) -> dict[str, Any]:
             f"({manifest.get('mtai_version')}), then upgrade."
         )
     tenant = manifest.get("tenant")
-    if not isinstance(tenant, dict) or not _is_uuid(tenant.get("id")):
-        raise InvalidInput(f"{path}'s manifest names no tenant id: it was altered.")
+    if (
+        not isinstance(tenant, dict)
+        or not _is_uuid(tenant.get("id"))
+        or not isinstance(tenant.get("slug"), str)
+        or not isinstance(manifest.get("fingerprints"), dict)
+    ):
+        raise InvalidInput(f"{path}'s manifest names no tenant or fingerprints: it was altered.")
     return manifest
 
 
@@ -520,6 +535,10 @@ def _checked_rows(
                 value = row.get(column)
                 if value is not None and value not in ids[target]:
                     raise _refuse(table, number, f"names {column} {value}, not in the archive")
+    roles = {role.value for role in Role}
+    for number, membership in enumerate(rows.get("memberships", []), 1):
+        if membership.get("user_id") is None or membership.get("role") not in roles:
+            raise _refuse("memberships", number, "names no user or no known role")
     members = {m["user_id"] for m in rows.get("memberships", [])}
     for number, user in enumerate(rows.get("users", []), 1):
         if user["id"] not in members:

@@ -9,16 +9,36 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from mtai.app import create_app
+from mtai.config import Settings
 from mtai.runtime import Runtime
 from tests.conftest import TenantFixture
 
 
-@pytest.fixture
-async def stranger(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client at another address than the `client` fixture's."""
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-        yield c
+@pytest.fixture(params=["in-process", "redis"])
+async def addresses(
+    request: pytest.FixtureRequest,
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    redis_url: str,
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """(a stranger's client, the real user's client) at two addresses: on the test app (in-process
+    back-off), or on another API process of the deployment whose back-off is in Redis."""
+    if request.param == "in-process":
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c, client
+        return
+    shared = create_app(settings.model_copy(update={"redis_url": redis_url}))
+    async with shared.router.lifespan_context(shared):
+        far = httpx.ASGITransport(app=shared, client=("203.0.113.9", 40000))
+        near = httpx.ASGITransport(app=shared, client=("127.0.0.1", 40001))
+        async with (
+            httpx.AsyncClient(transport=far, base_url="http://redis-app") as stranger,
+            httpx.AsyncClient(transport=near, base_url="http://redis-app") as real,
+        ):
+            yield stranger, real
 
 
 async def _attempt(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -26,8 +46,9 @@ async def _attempt(client: httpx.AsyncClient, email: str, password: str) -> http
 
 
 async def test_a_strangers_failures_do_not_lock_the_real_user_out(
-    client: httpx.AsyncClient, stranger: httpx.AsyncClient, tenant_a: TenantFixture
+    addresses: tuple[httpx.AsyncClient, httpx.AsyncClient], tenant_a: TenantFixture
 ) -> None:
+    stranger, client = addresses
     codes = [
         (await _attempt(stranger, tenant_a.owner_email, "guess-guess")).status_code
         for _ in range(30)
@@ -36,6 +57,10 @@ async def test_a_strangers_failures_do_not_lock_the_real_user_out(
     assert 429 in codes  # the stranger is slowed down
     real = await _attempt(client, tenant_a.owner_email, tenant_a.owner_password)
     assert real.status_code == 200, real.text
+    # The stranger, back at their own address, still waits (the right password too).
+    again = await _attempt(stranger, tenant_a.owner_email, tenant_a.owner_password)
+    assert again.status_code == 429
+    assert again.json()["code"] == "login_backoff"
 
 
 async def test_the_back_off_grows_with_each_failure(

@@ -50,8 +50,8 @@ _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] /
 _WAIT = (
     _NOW
     + """
-local until = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
-if until > now then return until - now end
+local free_at = tonumber(redis.call('HGET', KEYS[1], 'until') or '0')
+if free_at > now then return free_at - now end
 return 0
 """
 )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import httpx
 
+from mtai.db.models import Invitation
 from mtai.runtime import Runtime
 from tests.conftest import AdminFixture, TenantFixture, accept_invitation, invite, login
 
@@ -170,3 +174,30 @@ async def test_audit_records_changes_for_the_right_viewers(
     ).json()
     tenants_seen = {e["tenant_id"] for e in everything["items"]}
     assert {str(tenant_a.id), str(tenant_b.id)} <= tenants_seen
+
+
+async def test_reinviting_replaces_the_token_and_expired_invitations_are_refused(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    first = await invite(client, tenant_a.owner, "late@example.com", "member")
+    second = await invite(client, tenant_a.api_key, "late@example.com", "admin")
+    assert second["id"] == first["id"]
+    assert second["token"] != first["token"]
+    old = await client.post("/api/v1/invitations/lookup", json={"token": first["token"]})
+    assert old.status_code == 410
+    looked = await client.post("/api/v1/invitations/lookup", json={"token": second["token"]})
+    assert looked.status_code == 200
+    assert looked.json()["role"] == "admin"
+    assert looked.json()["tenant"]["slug"] == tenant_a.slug
+    async with runtime.db.platform() as session:
+        invitation = await session.get(Invitation, uuid.UUID(second["id"]))
+        assert invitation is not None
+        invitation.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+    expired = await client.post(
+        "/api/v1/invitations/accept",
+        json={"token": second["token"], "password": "too-late-for-this"},
+    )
+    assert expired.status_code == 410
+    assert expired.json()["code"] == "invitation_invalid"
+    pending = (await client.get("/api/v1/invitations", headers=tenant_a.owner)).json()
+    assert second["id"] not in {i["id"] for i in pending["items"]}

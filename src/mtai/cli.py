@@ -264,15 +264,17 @@ def migrate_cmd(
 ) -> None:
     """Apply database migrations (as the schema owner)."""
     settings = _prepared()
+    if create_logins and not (settings.database_migration_url and settings.platform_database_url):
+        raise _fail(
+            "--create-logins needs MTAI_DATABASE_MIGRATION_URL (the owner), DATABASE_URL "
+            "and MTAI_PLATFORM_DATABASE_URL (the two logins to create)."
+        )
     _run(upgrade(settings.migration_url, settings.db_app_role))
     typer.echo("migrations applied")
     if create_logins:
-        if not (settings.database_migration_url and settings.platform_database_url):
-            raise _fail(
-                "--create-logins needs MTAI_DATABASE_MIGRATION_URL (the owner), DATABASE_URL "
-                "and MTAI_PLATFORM_DATABASE_URL (the two logins to create)."
-            )
         assert settings.database_url is not None
+        assert settings.database_migration_url is not None
+        assert settings.platform_database_url is not None
         made = _run(
             ensure_logins(
                 settings.database_migration_url,

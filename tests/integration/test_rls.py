@@ -67,10 +67,12 @@ async def test_tenant_session_cannot_read_update_or_delete_other_tenant(
             delete(Membership).where(Membership.tenant_id == tenant_b.id)
         )
         assert removed.rowcount == 0
-        gone = await session.execute(delete(Tenant).where(Tenant.id == tenant_b.id))
-        assert gone.rowcount == 0
         # A's own rows are visible.
         assert await session.get(ApiKey, tenant_a.key_id) is not None
+    # Tenants are changed by platform work only: the app role may not delete any.
+    with pytest.raises(DBAPIError, match="permission denied"):
+        async with runtime.db.tenant(tenant_a.id) as session:
+            await session.execute(delete(Tenant).where(Tenant.id == tenant_b.id))
     async with runtime.db.platform() as session:
         key_b = await session.get(ApiKey, tenant_b.key_id)
         assert key_b is not None

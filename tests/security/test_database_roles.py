@@ -16,14 +16,14 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from mtai.config import Environment
+from mtai.config import Environment, Settings
 from mtai.db.engine import Database
 from mtai.db.migrate import ensure_logins
 from mtai.db.models import ApiKey, Tenant
 from mtai.db.rls import platform_role
 from mtai.errors import ConfigurationError
 from mtai.runtime import Runtime, check_roles
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, run_mtai
 
 APP_ROLE = "mtai_app"
 
@@ -146,6 +146,38 @@ async def test_production_refuses_a_tenant_login_that_can_reach_the_platform_rol
     try:
         with pytest.raises(ConfigurationError, match="platform role"):
             await check_roles(db, APP_ROLE, Environment.PRODUCTION)
+    finally:
+        await db.dispose()
+
+
+async def test_migrate_creates_the_logins_the_app_then_uses(
+    settings: Settings, database_url: str
+) -> None:
+    suffix = secrets.token_hex(3)
+    tenant_url = _login_url(database_url, f"mtai_ct_{suffix}", secrets.token_urlsafe(24))
+    platform_url = _login_url(database_url, f"mtai_cp_{suffix}", secrets.token_urlsafe(24))
+    refused = run_mtai(
+        settings,
+        "migrate",
+        "--create-logins",
+        DATABASE_URL=tenant_url,
+        MTAI_PLATFORM_DATABASE_URL=platform_url,
+    )
+    assert refused.returncode == 1
+    assert "MTAI_DATABASE_MIGRATION_URL" in refused.stderr
+    made = run_mtai(
+        settings,
+        "migrate",
+        "--create-logins",
+        DATABASE_URL=tenant_url,
+        MTAI_PLATFORM_DATABASE_URL=platform_url,
+        MTAI_DATABASE_MIGRATION_URL=database_url,
+    )
+    assert made.returncode == 0, made.stderr
+    db = Database(tenant_url, app_role=APP_ROLE, pool_size=1, platform_url=platform_url)
+    try:
+        await check_roles(db, APP_ROLE, Environment.PRODUCTION)
+        assert not await db.tenant_login_reaches_platform()
     finally:
         await db.dispose()
 

@@ -210,7 +210,7 @@ async def test_cached_credentials_need_no_database_round_trip(
     finally:
         event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", count)
     # Only the batched last-used writer (off the request path) may have spoken to Postgres.
-    flusher = ("SELECT set_config('app.scope'", "UPDATE api_keys SET last_used_at")
+    flusher = ("SET LOCAL ROLE", "UPDATE api_keys SET last_used_at")
     assert [s for s in statements if not s.startswith(flusher)] == []
 
 

@@ -30,9 +30,9 @@ Sizes = dict[uuid.UUID, int]
 
 @pytest.fixture
 async def owner(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """The database owner, whom rag_terms' RLS does not bind: to read the counts as stored."""
+    """The database owner, whom rag_terms' RLS does not bind: to read the counts as stored (a
+    member of the platform role, it sees every tenant's knowledge bases)."""
     conn: asyncpg.Connection = await asyncpg.connect(database_url)
-    await conn.execute("SELECT set_config('app.scope', 'platform', false)")
     try:
         yield conn
     finally:

@@ -18,13 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from mtai.config import Settings
 from mtai.db.repositories import tenant_rows
+from mtai.errors import ConfigurationError
 from mtai.providers.storage.base import ObjectMissing, document_key
 from mtai.runtime import Runtime
+from mtai.services import secrets as secrets_service
+from mtai.services.tenant_archive import signing_key
 from tests.conftest import TenantFixture, run_mtai
 from tests.integration.test_rag import upload_text
 from tests.support.archives import EditableArchive
@@ -335,6 +339,18 @@ async def test_row_level_security_checks_every_imported_row_again(
     assert str(tenant_a.member_id) not in {
         r["user_id"] for r in await rows(runtime, "memberships", tenant_b.id)
     }
+
+
+def test_the_signing_key_is_strong_and_shared_only_on_purpose(settings: Settings) -> None:
+    """Derived from the pepper unless MTAI_ARCHIVE_SIGNING_KEY is set; a weak one is refused."""
+    resolved = secrets_service.resolve(settings)
+    other = secrets_service.ResolvedSecrets("j" * 40, "another pepper" * 4, "e" * 40)
+    assert signing_key(settings, resolved) != signing_key(settings, other)
+    shared = settings.model_copy(update={"archive_signing_key": SecretStr("s" * 48)})
+    assert signing_key(shared, resolved) == signing_key(shared, other)
+    weak = settings.model_copy(update={"archive_signing_key": SecretStr("changeme")})
+    with pytest.raises(ConfigurationError, match="MTAI_ARCHIVE_SIGNING_KEY"):
+        signing_key(weak, resolved)
 
 
 async def test_an_archive_of_the_previous_format_is_refused_clearly(

@@ -278,8 +278,8 @@ class TenantArchive:
                     f"/api/v1/tenants/{tenant_id}): {json.dumps(archived, sort_keys=True)}"
                 )
         tenant_settings.parse(rows["tenants"][0].get("settings") or {})
-        new_users = await self._check_new_here(tenant_id, report.tenant_slug, rows["users"])
-        stored = await self._store_objects(objects, rows["rag_documents"])
+        new_users = await self._check_new_here(tenant_id, report.tenant_slug, rows.get("users", []))
+        stored = await self._store_objects(objects, rows.get("rag_documents", []))
         try:
             async with self.db.platform() as session:
                 # Platform tables first: the tenant and identities that are new here (no
@@ -334,9 +334,6 @@ class TenantArchive:
             raise
         report.rows["tenants"] = 1
         report.objects = len(objects)
-        tenant = await self.tenants.resolve(str(tenant_id))
-        for issued in report.invitations:
-            self.invitations.mail(issued, tenant)
         return report
 
     @staticmethod
@@ -507,6 +504,8 @@ def _checked_rows(
     known = {"tenants", "users", *tenant_rows.TENANT_TABLES}
     if unknown := sorted(set(rows) - known):
         raise InvalidInput(f"Refusing the archive: it holds rows of unknown tables {unknown}.")
+    for table in known:
+        rows.setdefault(table, [])
     tenants = rows.get("tenants", [])
     if (
         len(tenants) != 1

@@ -327,6 +327,7 @@ def tenant_create(
         typer.echo(f"tenant {tenant.slug} created: {tenant.id}")
         if issued is not None:
             _print_invitation(rt, issued)
+            await rt.invitations.flush()
 
     _operate(work)
 
@@ -491,6 +492,7 @@ def user_create(
                 tenant_id=found.id, email=email, role=role, actor=OPERATOR
             )
             _print_invitation(rt, issued)
+        await rt.invitations.flush()
 
     _operate(work)
 

@@ -14,7 +14,7 @@ import pytest
 
 from mtai.app import create_app
 from mtai.config import Settings
-from tests.conftest import TenantFixture
+from tests.conftest import TenantFixture, run_mtai
 
 
 @dataclass
@@ -101,3 +101,26 @@ async def test_a_mailed_invitation_reaches_only_the_mailbox(
             )
             assert accepted.status_code == 200, accepted.text
             assert accepted.json()["user"]["tenant"]["role"] == "admin"
+
+
+async def test_the_cli_waits_for_the_mail_before_it_exits(
+    settings: Settings, mailbox: Mailbox, tenant_a: TenantFixture
+) -> None:
+    done = await asyncio.to_thread(
+        run_mtai,
+        settings,
+        "user",
+        "create",
+        "cli-mailed@elsewhere.example",
+        "--tenant",
+        tenant_a.slug,
+        MTAI_SMTP_HOST="127.0.0.1",
+        MTAI_SMTP_PORT=str(mailbox.port),
+        MTAI_SMTP_STARTTLS="false",
+        MTAI_INVITATION_SHOW_TOKEN="false",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "delivered by mail only" in done.stdout
+    assert "inv_" not in done.stdout
+    assert len(mailbox.messages) == 1
+    assert "cli-mailed@elsewhere.example" in mailbox.messages[0]

@@ -255,6 +255,11 @@ class InvitationService:
         self._mails.add(task)
         task.add_done_callback(self._mails.discard)
 
+    async def flush(self) -> None:
+        """Wait for the mails under way (a CLI command must not exit before they are sent)."""
+        if self._mails:
+            await asyncio.gather(*self._mails, return_exceptions=True)
+
     async def _deliver(self, to: str, what: str, body: str) -> None:
         assert self.mailer is not None
         try:

@@ -11,6 +11,9 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 # The client's own `X-Request-ID`, for correlation only (echoed, logged, kept beside the ledger
 # row); nothing the server relies on is keyed on it.
 client_request_id_var: ContextVar[str | None] = ContextVar("client_request_id", default=None)
+# The same id in the ASGI scope: Starlette answers unhandled errors outside every middleware,
+# after the context variable above has been reset, and reads it from here.
+REQUEST_ID_SCOPE_KEY = "mtai.request_id"
 
 
 def new_request_id() -> str:

@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from mtai.app import create_app
+from mtai.config import Settings
 from mtai.db.migrate import upgrade
 from tests.conftest import TenantFixture, make_settings
 from tests.support.postgres import _psql, fresh_database
@@ -48,6 +49,26 @@ async def test_every_response_has_request_id_and_overhead(client: httpx.AsyncCli
     hostile = await client.get("/ping", headers={"X-Request-ID": "bad id\twith spaces"})
     assert hostile.headers["x-request-id"] != "bad id\twith spaces"
     assert "x-client-request-id" not in hostile.headers
+
+
+async def test_an_unhandled_error_is_a_500_naming_its_request_id(settings: Settings) -> None:
+    """Starlette answers unhandled errors outside every middleware; the id must still be there."""
+    application = create_app(settings)
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    application.add_api_route("/boom", boom)
+    transport = httpx.ASGITransport(app=application, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        response = await c.get("/boom")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "internal_error"
+    assert body["request_id"] is not None
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["request_id"] in body["detail"]
+    assert "a bug" not in response.text
 
 
 async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mtai.context import request_id_var
+from mtai.context import REQUEST_ID_SCOPE_KEY, request_id_var
 from mtai.errors import AppError
 from mtai.logging import get_logger
 
@@ -108,13 +108,20 @@ async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled_error", exc_info=exc)
-    return error_response(
-        request,
-        500,
-        f"Internal error. Quote request id {request_id_var.get()} when reporting it.",
-        "internal_error",
-    )
+    # Starlette runs this outside the request-context middleware: the id comes from the scope.
+    request_id: str | None = request.scope.get(REQUEST_ID_SCOPE_KEY)
+    token = request_id_var.set(request_id)
+    try:
+        log.exception("unhandled_error", exc_info=exc, request_id=request_id)
+        return error_response(
+            request,
+            500,
+            f"Internal error. Quote request id {request_id} when reporting it.",
+            "internal_error",
+            headers={"X-Request-ID": request_id} if request_id else None,
+        )
+    finally:
+        request_id_var.reset(token)
 
 
 def install(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mtai.api.errors import error_body
 from mtai.context import (
+    REQUEST_ID_SCOPE_KEY,
     UpstreamClock,
     client_request_id_var,
     new_request_id,
@@ -54,6 +55,7 @@ class RequestContextMiddleware:
         incoming = headers.get("x-request-id", "")
         client_id = incoming if _SAFE_ID.match(incoming) else None
         request_id = new_request_id()
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
         token = request_id_var.set(request_id)
         client_token = client_request_id_var.set(client_id)
         echoed = [(b"x-client-request-id", client_id.encode())] if client_id else []

@@ -201,7 +201,14 @@ async def test_tenant_scope_cannot_read_other_tenants_users(
 
 
 @pytest.mark.parametrize(
-    "assignment", ["is_platform_admin = true", "password_hash = 'x'", "email = 'x@evil.example'"]
+    "assignment",
+    [
+        "is_platform_admin = true",
+        "password_hash = 'x'",
+        "email = 'x@evil.example'",
+        "is_active = true",
+        "token_version = 0",
+    ],
 )
 async def test_tenant_scope_cannot_change_identity_columns(
     runtime: Runtime, tenant_a: TenantFixture, assignment: str

@@ -41,8 +41,18 @@ depends_on: str | Sequence[str] | None = None
 
 # Changed only by platform work: the app role keeps SELECT.
 PLATFORM_WRITTEN = ("tenants", "models")
-# users' columns the app role may not change (the rest, e.g. display_name, it may).
-IDENTITY_COLUMNS = ("id", "email", "password_hash", "is_platform_admin")
+# users' columns the app role may not change (the rest, e.g. display_name, it may): who a
+# person is and whether their sessions hold are written only in the platform scope, so a
+# compromised tenant transaction cannot revive a revoked session or a disabled account.
+IDENTITY_COLUMNS = (
+    "id",
+    "email",
+    "password_hash",
+    "is_platform_admin",
+    "is_active",
+    "token_version",
+    "created_at",
+)
 
 USERS_POLICY = """CREATE POLICY users_visibility ON users
     USING ((SELECT public.mtai_platform_scope()) OR EXISTS (

@@ -579,24 +579,45 @@ class StreamSession:
             status, error_code = "error", "upstream_error"
             raise StreamInterrupted(f"The upstream failed mid-answer: {exc}") from exc
         finally:
-            # Closing the upstream stream is what stops generation there; shielded because a
-            # client disconnect arrives here as a cancellation.
-            with anyio.CancelScope(shield=True):
-                await self._rest.aclose()
-            request = Gateway._request_for(self.prepared, self.target)
-            if status != "ok":
-                usage = None  # what the upstream says comes only at the end: count what was sent
-                finish = status
-            self.outcome = self.gateway.settle(
-                self.prepared,
-                self.model,
-                text="".join(parts),
-                usage=usage,
-                request=request,
-                status=status,
-                error_code=error_code,
-                ttft_ms=ttft,
-                finish_reason=finish,
-            )
-            with anyio.CancelScope(shield=True):
-                await Gateway.release(self.prepared, self.outcome)
+            await self._finish(parts, usage, finish, status, error_code, ttft)
+
+    async def aclose(self) -> None:
+        """Ends a session whose `deltas()` never ran (the client left before the answer's
+        first byte): the upstream stream is closed, the call recorded as cancelled, and the
+        admission released. Nothing once `deltas()` has ended it."""
+        if self.outcome is not None:
+            return
+        first = self._first
+        parts = [first.text] if isinstance(first, Delta) else []
+        await self._finish(parts, None, "cancelled", "cancelled", None, None)
+
+    async def _finish(
+        self,
+        parts: list[str],
+        usage: Usage | None,
+        finish: str,
+        status: str,
+        error_code: str | None,
+        ttft: int | None,
+    ) -> None:
+        # Closing the upstream stream is what stops generation there; shielded because a
+        # client disconnect arrives here as a cancellation.
+        with anyio.CancelScope(shield=True):
+            await self._rest.aclose()
+        request = Gateway._request_for(self.prepared, self.target)
+        if status != "ok":
+            usage = None  # what the upstream says comes only at the end: count what was sent
+            finish = status
+        self.outcome = self.gateway.settle(
+            self.prepared,
+            self.model,
+            text="".join(parts),
+            usage=usage,
+            request=request,
+            status=status,
+            error_code=error_code,
+            ttft_ms=ttft,
+            finish_reason=finish,
+        )
+        with anyio.CancelScope(shield=True):
+            await Gateway.release(self.prepared, self.outcome)

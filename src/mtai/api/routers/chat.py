@@ -181,7 +181,7 @@ async def chat(
         assert session.outcome is not None
         yield sse(_response(session.outcome, turn).model_dump(mode="json"), "done")
 
-    return EventStreamResponse(events())
+    return EventStreamResponse(events(), on_close=session.aclose)
 
 
 @router.get("/models", response_model=list[ModelOut])

@@ -201,7 +201,7 @@ async def chat_completions(
             )
         yield sse("[DONE]")
 
-    return EventStreamResponse(events())
+    return EventStreamResponse(events(), on_close=session.aclose)
 
 
 @router.get("/models")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
@@ -52,3 +53,13 @@ async def test_the_memory_store_stays_bounded() -> None:
     for n in range(10):
         await store.fail(f"k{n}", POLICY)
     assert len(store._keys) <= 3
+
+
+async def test_one_turn_at_a_time_until_ended_or_lapsed(store: BackoffStore) -> None:
+    key = f"mtai:test:turn:{{{secrets.token_hex(6)}}}"
+    assert await store.take_turn(key, 60_000)
+    assert not await store.take_turn(key, 60_000)  # an attempt is under way
+    await store.end_turn(key)
+    assert await store.take_turn(key, 1)
+    await asyncio.sleep(0.05)
+    assert await store.take_turn(key, 60_000)  # a dead process's turn lapses

@@ -83,3 +83,36 @@ async def test_the_back_off_grows_with_each_failure(
     assert (
         await _attempt(client, tenant_a.owner_email, tenant_a.owner_password)
     ).status_code == 200
+
+
+async def test_guesses_sent_at_once_do_not_slip_past_the_back_off(
+    addresses: tuple[httpx.AsyncClient, httpx.AsyncClient],
+    tenant_a: TenantFixture,
+    runtime: Runtime,
+) -> None:
+    """All checked before any failure was counted, 40 parallel guesses were 40 password tries."""
+    stranger, _ = addresses
+    guesses = await asyncio.gather(
+        *(_attempt(stranger, tenant_a.owner_email, f"guess-{n:04d}-guess") for n in range(40))
+    )
+    tried = [r for r in guesses if r.status_code == 401]
+    refused = [r for r in guesses if r.status_code == 429]
+    assert len(tried) + len(refused) == len(guesses), [r.text for r in guesses]
+    assert len(tried) <= runtime.settings.login_free_failures + 1, len(tried)
+
+
+async def test_a_new_ipv6_address_per_guess_is_still_the_same_client(
+    app: FastAPI, tenant_a: TenantFixture
+) -> None:
+    """One host holds a whole /64: an address per guess escaped the back-off and the cap."""
+    codes = []
+    for n in range(1, 16):
+        transport = httpx.ASGITransport(app=app, client=(f"2001:db8:7:9::{n:x}", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as guesser:
+            codes.append((await _attempt(guesser, tenant_a.owner_email, "guess-guess")).status_code)
+    assert codes[0] == 401
+    assert 429 in codes, codes
+    elsewhere = httpx.ASGITransport(app=app, client=("2001:db8:7:a::1", 40000))
+    async with httpx.AsyncClient(transport=elsewhere, base_url="http://test") as other:
+        real = await _attempt(other, tenant_a.owner_email, tenant_a.owner_password)
+    assert real.status_code == 200, real.text

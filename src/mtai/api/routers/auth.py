@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -65,7 +66,18 @@ class MeResponse(ResponseModel):
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client as the login throttles count it: an IPv6 address by its /64, since one host
+    commonly holds the whole /64 and could otherwise take a fresh address for every guess."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is the IPv4 client a.b.c.d
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return host
 
 
 def login_response(result: LoginResult) -> LoginResponse:
@@ -93,14 +105,16 @@ async def guarded(
 ) -> T:
     """Run a password check under the login throttle; a wrong one counts for (email, client)."""
     await runtime.limits.throttle_login(client, per_ip=runtime.settings.login_attempts_per_ip)
-    await runtime.login_throttle.check(email, client)
+    await runtime.login_throttle.check(email, client)  # takes this (email, client)'s turn
     try:
         result = await attempt()
+        await runtime.login_throttle.succeeded(email, client)
     except (Unauthorized, Forbidden) as exc:
         if exc.code in ("invalid_credentials", "wrong_password"):
             await runtime.login_throttle.failed(email, client)
         raise
-    await runtime.login_throttle.succeeded(email, client)
+    finally:
+        await runtime.login_throttle.release(email, client)
     return result
 
 

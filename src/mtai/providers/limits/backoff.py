@@ -44,6 +44,13 @@ class BackoffStore(Protocol):
 
     async def clear(self, key: str) -> None: ...
 
+    async def take_turn(self, key: str, ttl_ms: int) -> bool:
+        """Claim the one attempt under way for `key` (False: another holds it); it ends by
+        `end_turn` or after `ttl_ms` (a process that died mid-attempt)."""
+        ...
+
+    async def end_turn(self, key: str) -> None: ...
+
 
 _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
@@ -99,6 +106,12 @@ class RedisBackoffStore:
     async def clear(self, key: str) -> None:
         await self._call(self._client.delete(key))
 
+    async def take_turn(self, key: str, ttl_ms: int) -> bool:
+        return bool(await self._call(self._client.set(key, "1", nx=True, px=ttl_ms)))
+
+    async def end_turn(self, key: str) -> None:
+        await self._call(self._client.delete(key))
+
 
 @dataclass
 class _Failures:
@@ -113,6 +126,7 @@ class MemoryBackoffStore:
     def __init__(self, max_keys: int = 100_000) -> None:
         self._keys: dict[str, _Failures] = {}
         self._max_keys = max_keys
+        self._turns: dict[str, int] = {}  # key -> when its turn lapses (ms)
 
     @staticmethod
     def _now() -> int:
@@ -148,3 +162,15 @@ class MemoryBackoffStore:
 
     async def clear(self, key: str) -> None:
         self._keys.pop(key, None)
+
+    async def take_turn(self, key: str, ttl_ms: int) -> bool:
+        now = self._now()
+        if self._turns.get(key, 0) > now:
+            return False
+        self._turns[key] = now + ttl_ms
+        if len(self._turns) > self._max_keys:
+            self._turns = {k: v for k, v in self._turns.items() if v > now}
+        return True
+
+    async def end_turn(self, key: str) -> None:
+        self._turns.pop(key, None)

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from mtai.db.models import UsageEvent
 from mtai.runtime import Runtime
 from mtai.services.principal import operator
-from tests.conftest import AdminFixture, TenantFixture, add_model
+from tests.conftest import AdminFixture, TenantFixture, add_model, make_tenant
 
 DOCS = "/api/v1/rag/documents"
 SEARCH = "/api/v1/rag/search"
@@ -242,3 +242,32 @@ async def test_rag_chat_within_limits_still_answers_with_citations(
     assert answer.json()["citations"]
     rows = await ledger_rows(runtime, tenant_a)
     assert {"native", "rag_search"} <= {r.api for r in rows}
+
+
+async def test_an_api_keys_token_budget_counts_the_documents_it_uploads(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """A key with its own monthly token budget uploads a document worth more than it: the
+    embedding is charged to the key too, so the key's next upload is refused (it used to be
+    charged to the tenant only, and the key could upload without end)."""
+    tenant = await make_tenant(client, runtime)
+    text = " ".join([TEXT] * 20)
+    tokens = runtime.embedders.get(runtime.embedders.default_name).count_tokens(text)
+    put = await client.put(
+        f"/api/v1/keys/{tenant.key_id}/limits",
+        json={"monthly_tokens": tokens // 2},
+        headers=tenant.owner,
+    )
+    assert put.status_code == 200, put.text
+    uploaded = await upload_call(client, tenant, text)
+    assert uploaded.status_code == 202, uploaded.text
+    await wait_ready(client, tenant, uploaded.json()["id"])
+    again = await upload_call(client, tenant, "Another text.")
+    assert again.status_code == 429, again.text
+    body = again.json()
+    assert (body["error"]["code"] if "error" in body else body["code"]) == "budget_exceeded"
+    # The tenant's own limits are not the key's: the owner (no key budget) still uploads.
+    by_owner = await client.post(
+        DOCS, json={"text": "Another text.", "title": "Lamps"}, headers=tenant.owner
+    )
+    assert by_owner.status_code == 202, by_owner.text

@@ -19,6 +19,7 @@ from decimal import Decimal
 import anyio
 
 from mtai.context import new_request_id, request_id_var
+from mtai.db.repositories import api_keys as keys_repo
 from mtai.errors import AppError
 from mtai.logging import get_logger
 from mtai.services import tenant_settings
@@ -181,6 +182,12 @@ class Meter:
             # cannot count this document twice.
             settings = await self.auth.tenant_settings(tenant_id)
             scopes = [LimitScope(tenant_id, None, tenant_settings.parse(settings).limits)]
+            if key_id is not None:  # the uploading key's own budgets, as its requests pass
+                async with self.auth.db.tenant(tenant_id) as session:
+                    key = await keys_repo.get(session, key_id)
+                if key is not None and key.limits:
+                    key_limits = LimitSettings.model_validate(key.limits)
+                    scopes.append(LimitScope(tenant_id, key_id, key_limits))
             await self.limits.charge(scopes, tokens, cost)
         except Exception:
             # The document is stored; the ledger row below still counts it at the next seeding.

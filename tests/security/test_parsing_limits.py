@@ -321,6 +321,19 @@ async def test_an_ordinary_document_still_becomes_ready(
     assert body["kind"] == "pdf"
 
 
+async def test_text_with_unicode_line_separators_comes_back_whole(
+    limited: tuple[httpx.AsyncClient, TenantFixture],
+) -> None:
+    """U+2028, U+2029 and NEL (U+0085) pass through JSON unescaped: the child's output is one
+    JSON document per '\\n', not per anything str.splitlines() calls a line break."""
+    client, tenant = limited
+    text = "Lamps are trimmed\u2028at dusk.\u2029Wicks\x85last four hours."
+    document_id = await upload(client, tenant, "notes.txt", text.encode())
+    body, _, _ = await finished_while_pinging(client, tenant, document_id, HUNG_SECONDS)
+    assert body["status"] == "ready", body
+    assert body["attempts"] == 1, body
+
+
 # --------------------------------------------------------------------------- a real server
 
 

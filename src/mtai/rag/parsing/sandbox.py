@@ -180,7 +180,9 @@ def _result(
     if returncode != 0:
         tail = errors.decode("utf-8", "replace")[-2000:]
         raise RuntimeError(f"the parser process exited with status {returncode}: {tail}")
-    return decode(output.decode("utf-8").splitlines())
+    # One JSON document per "\n" (JSON escapes it in strings); not str.splitlines(), which also
+    # breaks at U+2028, U+2029 and NEL, characters JSON leaves unescaped in a document's text.
+    return decode([line for line in output.decode("utf-8").split("\n") if line])
 
 
 def decode(lines: list[str]) -> ParsedDocument:

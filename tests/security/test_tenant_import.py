@@ -365,3 +365,27 @@ async def test_an_archive_of_the_previous_format_is_refused_clearly(
     assert code != 0, out
     assert "version 1" in out
     assert "export it again" in out
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("user_id", ["a list where a user id belongs"]), ("role", {"an": "object"})],
+)
+async def test_a_reference_of_the_wrong_json_type_is_refused_not_a_traceback(
+    settings: Settings,
+    runtime: Runtime,
+    tenant_a: TenantFixture,
+    tmp_path: Path,
+    column: str,
+    value: Any,
+) -> None:
+    """A membership's user_id or role that is a JSON array or object: a clear refusal."""
+    archive = EditableArchive.load(await export_and_delete(settings, tenant_a, tmp_path / "a"))
+    memberships = archive.rows("memberships")
+    memberships[0][column] = value
+    archive.set_rows("memberships", memberships)
+    code, out = await import_(settings, archive.save(tmp_path / "crafted"), *TRUST)
+    assert code != 0, out
+    assert "Traceback" not in out, out
+    assert "Refusing the archive: row 1 of memberships" in out, out
+    assert not await tenant_exists(runtime, tenant_a.id)

@@ -383,7 +383,11 @@ class TenantArchive:
     ) -> list[str]:
         """Store the originals; returns the keys written (an identical object already there is
         left alone and not returned, so a failed import never deletes what it did not write)."""
-        content_types = {d["storage_key"]: d.get("content_type") for d in documents}
+        content_types = {
+            d["storage_key"]: d["content_type"]
+            for d in documents
+            if isinstance(d.get("content_type"), str)
+        }
         stored: list[str] = []
         try:
             for key, data in objects.items():
@@ -532,11 +536,12 @@ def _checked_rows(
                 )
             for column, target in references.items():
                 value = row.get(column)
-                if value is not None and value not in ids[target]:
+                if value is not None and (not isinstance(value, str) or value not in ids[target]):
                     raise _refuse(table, number, f"names {column} {value}, not in the archive")
     roles = {role.value for role in Role}
     for number, membership in enumerate(rows.get("memberships", []), 1):
-        if membership.get("user_id") is None or membership.get("role") not in roles:
+        role = membership.get("role")
+        if membership.get("user_id") is None or not isinstance(role, str) or role not in roles:
             raise _refuse("memberships", number, "names no user or no known role")
     members = {m["user_id"] for m in rows.get("memberships", [])}
     for number, user in enumerate(rows.get("users", []), 1):

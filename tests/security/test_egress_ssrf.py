@@ -155,6 +155,21 @@ async def test_a_tenant_cannot_save_an_internal_base_url(
     assert listed.json() == []
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://" + "\u00fc" * 70 + ".example/v1",  # an IDNA label over 63 characters
+        "https://\u2488.example/v1",  # a code point IDNA refuses
+    ],
+)
+async def test_a_host_name_that_cannot_be_encoded_is_a_422_not_a_500(
+    client: httpx.AsyncClient, tenant_b: TenantFixture, url: str
+) -> None:
+    response = await put_credential(client, tenant_b, "openai", api_key="sk-x", base_url=url)
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "base_url_refused"
+
+
 async def test_an_internal_url_saved_before_the_upgrade_is_refused_at_connect_time(
     client: httpx.AsyncClient,
     runtime: Runtime,

@@ -196,7 +196,7 @@ class EgressPolicy:
             raise EgressRefused(f"Port {port} is not allowed for a tenant-chosen base URL.")
         try:
             addresses = await resolve(host, port)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a name IDNA cannot encode
             raise EgressRefused(_not_public(host)) from exc
         if not addresses:
             raise EgressRefused(_not_public(host))

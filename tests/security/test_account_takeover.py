@@ -124,3 +124,20 @@ async def test_invitation_answers_look_the_same_for_existing_and_new_emails(
     )
     assert old.status_code == 410
     assert owner_id not in old.text
+
+
+async def test_an_admin_cannot_replace_an_owners_pending_owner_invitation(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    """Admins may not revoke an owner invitation; re-inviting the email must not do it either
+    (it replaced the owner's token and turned the invitation into the admin's own, as member)."""
+    person = _victim()
+    owners = await invite(client, tenant_a.owner, person, "owner")
+    again = await client.post(
+        "/api/v1/invitations", json={"email": person, "role": "member"}, headers=tenant_a.api_key
+    )
+    assert again.status_code == 403, again.text
+    assert again.json()["code"] == "owner_required"
+    still = await client.post("/api/v1/invitations/lookup", json={"token": owners["token"]})
+    assert still.status_code == 200, still.text
+    assert still.json()["role"] == "owner"

@@ -152,6 +152,10 @@ class InvitationService:
                     f"{email} is already a member of this tenant; change their role instead.",
                     code="already_a_member",
                 )
+            # Re-inviting replaces the pending invitation: only those who may revoke it may.
+            pending = await invitations_repo.open_for(session, tenant_id, email)
+            if pending is not None and is_pending(pending, datetime.now(UTC)):
+                check_may_manage(actor, Role(pending.role) if pending.role else None, role)
             issued = await self._issue(session, actor, tenant_id, email, role)
             tenant = await tenants_repo.get(session, tenant_id)
         self._mail(issued, tenant)

@@ -111,6 +111,11 @@ class LLMRouter:
                     )
                 except UpstreamError as exc:
                     error = exc
+                except BaseException:
+                    # Cancelled (or not the upstream's verdict): a half-open probe this was ends
+                    # without one, so the next request probes; else the breaker stays shut.
+                    self.breaker.release(target.breaker_key)
+                    raise
                 else:
                     self.breaker.success(target.breaker_key)
                     return target, result

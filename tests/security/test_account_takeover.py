@@ -8,6 +8,7 @@ exists anywhere, with its id and display name.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 
 import httpx
@@ -141,3 +142,32 @@ async def test_an_admin_cannot_replace_an_owners_pending_owner_invitation(
     still = await client.post("/api/v1/invitations/lookup", json={"token": owners["token"]})
     assert still.status_code == 200, still.text
     assert still.json()["role"] == "owner"
+
+
+async def test_racing_accepts_use_a_token_once_and_make_one_identity(
+    client: httpx.AsyncClient, tenant_a: TenantFixture, tenant_b: TenantFixture
+) -> None:
+    """Two accepts of one token at once, and two tenants' tokens for one new email at once:
+    one wins; the other is refused with a 4xx (never a 500, never a second identity)."""
+    person = _victim()
+    one = await invite(client, tenant_a.owner, person, "member")
+
+    async def accept(token: str, password: str) -> httpx.Response:
+        return await client.post(
+            "/api/v1/invitations/accept", json={"token": token, "password": password}
+        )
+
+    twice = await asyncio.gather(*(accept(one["token"], f"password-{n}-chosen") for n in range(4)))
+    assert sorted(r.status_code for r in twice) == [200, 410, 410, 410], [r.text for r in twice]
+
+    other = _victim()
+    to_a = await invite(client, tenant_a.owner, other, "member")
+    to_b = await invite(client, tenant_b.owner, other, "member")
+    both = await asyncio.gather(
+        accept(to_a["token"], "password-for-a-only"), accept(to_b["token"], "password-for-b-only")
+    )
+    codes = sorted(r.status_code for r in both)
+    assert codes[0] == 200, [r.text for r in both]
+    assert 400 <= codes[1] < 500, [r.text for r in both]
+    winner = next(r for r in both if r.status_code == 200).json()["user"]
+    assert [t["slug"] for t in winner["tenants"]] in ([tenant_a.slug], [tenant_b.slug])

@@ -241,6 +241,24 @@ async def test_redirects_are_not_followed(
     assert "169.254" not in response.text
 
 
+async def test_an_upstream_answer_that_cannot_be_decoded_is_a_502_not_a_500(
+    private: tuple[Runtime, httpx.AsyncClient],
+    fake_upstream: FakeUpstream,
+    tenant_b: TenantFixture,
+) -> None:
+    """The tenant's own upstream claims a gzip body and sends something else."""
+    runtime, client = private
+    spec = await add_model(runtime, fake_upstream, "openai", max_retries=0)
+    lying = answering("200 OK", "not gzip at all", "Content-Encoding: gzip\r\n")
+    async with raw_server(lying) as port:
+        await put_credential(
+            client, tenant_b, "openai", api_key="sk-b", base_url=f"http://127.0.0.1:{port}/v1"
+        )
+        response = await chat(client, tenant_b, spec.name)
+    assert response.status_code == 502, response.text
+    assert response.json()["code"] == "upstream_error"
+
+
 async def test_refused_and_timed_out_look_the_same(
     private: tuple[Runtime, httpx.AsyncClient],
     fake_upstream: FakeUpstream,

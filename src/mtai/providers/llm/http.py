@@ -31,6 +31,13 @@ def transport_errors() -> Iterator[None]:
     except EgressRefused as exc:
         # The tenant's own configuration: not the upstream's fault, and no retry will help.
         raise UpstreamError(str(exc), retryable=False, server_fault=False) from exc
+    except httpx.DecodingError as exc:
+        # A body that does not match its Content-Encoding: a malformed answer, not a crash.
+        raise UpstreamError(
+            "the upstream sent a response that could not be decoded",
+            retryable=True,
+            detail=f"{type(exc).__name__}: {exc}"[:300],
+        ) from exc
     except httpx.TransportError as exc:
         # Refused, reset and timed out read alike to the tenant; the operator's log tells apart.
         raise UpstreamError(

@@ -120,3 +120,54 @@ async def test_hanging_up_before_the_stream_starts_releases_the_slot_and_is_reco
             ).scalars()
         )
     assert [row.status for row in rows] == ["cancelled"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "talk"}]}),
+        ("/api/v1/chat/", {"message": "talk"}),
+    ],
+)
+async def test_a_request_cancelled_while_the_upstream_answers_releases_the_slot(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    path: str,
+    body: dict[str, Any],
+) -> None:
+    """A non-streamed chat cancelled during the upstream call (a shutdown's deadline, a server
+    that cancels on disconnect) hands its admission back and leaves a ledger row."""
+    tenant = await make_tenant(client, runtime)
+    spec = await add_model(runtime, fake_upstream, "openai", max_retries=0)
+    fake_upstream.script(spec.upstream_model, Behaviour(kind="slow", delay=5))
+    put = await client.put(
+        f"/api/v1/keys/{tenant.key_id}/limits", json={"concurrency": 1}, headers=tenant.owner
+    )
+    assert put.status_code == 200, put.text
+    before = len(fake_upstream.requests)
+    call = asyncio.create_task(
+        client.post(path, json={**body, "model": spec.name}, headers=tenant.api_key)
+    )
+    deadline = time.monotonic() + 10
+    while len(fake_upstream.requests) == before:
+        assert time.monotonic() < deadline, "the upstream was never called"
+        await asyncio.sleep(0.02)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    response = await client.post(path, json={**body, "model": "extractive"}, headers=tenant.api_key)
+    assert response.status_code == 200, response.text
+    await runtime.ledger.drain()
+    async with runtime.db.platform() as session:
+        rows = list(
+            (
+                await session.execute(
+                    select(UsageEvent).where(
+                        UsageEvent.tenant_id == tenant.id, UsageEvent.model == spec.name
+                    )
+                )
+            ).scalars()
+        )
+    assert [row.status for row in rows] == ["cancelled"]
+    assert rows[0].prompt_tokens > 0

@@ -463,6 +463,24 @@ class Gateway:
             finish_reason="error",
         )
 
+    async def _settle_cancelled(self, prepared: Prepared) -> None:
+        """The request was cancelled while the upstream was called (a shutdown, a server that
+        cancels on disconnect): recorded as cancelled with its prompt counted, and the admission
+        handed back now rather than when its lease runs out."""
+        outcome = self.settle(
+            prepared,
+            prepared.primary,
+            text="",
+            usage=None,
+            request=self._request_for(prepared, prepared.targets[0]),
+            status="cancelled",
+            error_code="cancelled",
+            ttft_ms=None,
+            finish_reason="cancelled",
+        )
+        with anyio.CancelScope(shield=True):
+            await self.release(prepared, outcome)
+
     async def complete(self, prepared: Prepared) -> Outcome:
         hit = await self._from_cache(prepared)
         if hit is not None:
@@ -474,6 +492,9 @@ class Gateway:
         except AppError as exc:
             self._settle_failure(prepared, exc)
             await self.release(prepared, None)
+            raise
+        except BaseException:
+            await self._settle_cancelled(prepared)
             raise
         outcome = self.settle(
             prepared,
@@ -527,6 +548,9 @@ class Gateway:
         except AppError as exc:
             self._settle_failure(prepared, exc)
             await self.release(prepared, None)
+            raise
+        except BaseException:
+            await self._settle_cancelled(prepared)
             raise
         return StreamSession(self, prepared, target, first, rest)
 

@@ -123,3 +123,29 @@ async def test_keys_made_by_a_removed_admin_are_revoked_unless_kept(
     events = [e for e in audit.json()["items"] if e["target_id"] == keys["leaver"]["id"]]
     assert len(events) == 1
     assert events[0]["details"]["reason"] == "creator_removed"
+
+
+async def test_keys_a_removed_admin_made_with_their_own_keys_are_revoked_too(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    """The leaver's login makes one admin key, that key makes another and rotates a third: all
+    of them were the leaver's, but only the first named its creator and was revoked."""
+    email = f"chain-{secrets.token_hex(3)}@{tenant_a.slug}.example"
+    issued = await invite(client, tenant_a.owner, email, "admin")
+    token = await accept_invitation(client, issued["token"], "leaver-own-password")
+    bearer = {"Authorization": f"Bearer {token}"}
+    scopes = {"scopes": ["chat", "admin"]}
+    first = await client.post("/api/v1/keys", json={"name": "first", **scopes}, headers=bearer)
+    assert first.status_code == 201, first.text
+    as_key = {"X-API-Key": first.json()["key"]}
+    made = await client.post("/api/v1/keys", json={"name": "second", **scopes}, headers=as_key)
+    assert made.status_code == 201, made.text
+    spare = await client.post("/api/v1/keys", json={"name": "third", **scopes}, headers=bearer)
+    rotated = await client.post(f"/api/v1/keys/{spare.json()['id']}/rotate", headers=as_key)
+    assert rotated.status_code in (200, 201), rotated.text
+    me = (await client.get("/api/v1/auth/me", headers=bearer)).json()
+    removed = await client.delete(f"/api/v1/users/{me['user_id']}", headers=tenant_a.owner)
+    assert removed.status_code == 204
+    for key in (first.json(), made.json(), rotated.json()):
+        answer = await client.get("/api/v1/auth/me", headers={"X-API-Key": key["key"]})
+        assert answer.status_code == 401, (key["name"], answer.text)

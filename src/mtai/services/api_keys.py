@@ -6,6 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from mtai.db.engine import Database
 from mtai.db.models import ApiKey
 from mtai.db.repositories import api_keys as keys_repo
@@ -27,6 +29,15 @@ def _check_scopes(actor: Principal, scopes: list[Scope]) -> list[str]:
             code="insufficient_scope",
         )
     return sorted(set(scopes))
+
+
+async def _creator(session: AsyncSession, actor: Principal) -> uuid.UUID | None:
+    """The person a new key is attributed to: the logged-in caller, or, for a key made with a
+    key, that key's creator (removing that person revokes every key of the chain)."""
+    if actor.user_id is not None or actor.api_key_id is None:
+        return actor.user_id
+    parent = await keys_repo.get(session, actor.api_key_id)
+    return parent.created_by if parent is not None else None
 
 
 class ApiKeyService:
@@ -62,7 +73,7 @@ class ApiKeyService:
                 key_hash=key_material.digest(self.pepper, new.plaintext),
                 scopes=allowed,
                 expires_at=expires_at,
-                created_by=actor.user_id,
+                created_by=await _creator(session, actor),
             )
             await audit.record(
                 session,
@@ -152,7 +163,7 @@ class ApiKeyService:
                 key_hash=key_material.digest(self.pepper, new.plaintext),
                 scopes=list(old.scopes),
                 expires_at=old.expires_at,
-                created_by=actor.user_id,
+                created_by=await _creator(session, actor),
                 rotated_from=old.id,
             )
             # The same limits, and the same month: the key's budgets are seeded from the spend

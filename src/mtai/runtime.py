@@ -133,8 +133,9 @@ async def check_roles(db: Database, app_role: str, env: Environment) -> None:
         return
     if env is Environment.PRODUCTION and await db.tenant_login_reaches_platform():
         raise ConfigurationError(
-            f"DATABASE_URL's login is a member of the platform role '{db.platform_role}', so "
-            "SQL run through a tenant connection could read every tenant's rows. Point "
+            f"DATABASE_URL's login is a member of the platform role '{db.platform_role}' (or "
+            "could make itself one: CREATEROLE, superuser or BYPASSRLS), so SQL run through a "
+            "tenant connection could read every tenant's rows. Point "
             "DATABASE_URL at a login that is a member of the app role only "
             "(`mtai migrate --create-logins` makes one; docs/deployment.md)."
         )

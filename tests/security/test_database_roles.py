@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from mtai.config import Environment, Settings
-from mtai.db.engine import Database
+from mtai.db.engine import Database, async_url
 from mtai.db.migrate import ensure_logins
 from mtai.db.models import ApiKey, Tenant
 from mtai.db.rls import platform_role
@@ -148,6 +149,34 @@ async def test_production_refuses_a_tenant_login_that_can_reach_the_platform_rol
             await check_roles(db, APP_ROLE, Environment.PRODUCTION)
     finally:
         await db.dispose()
+
+
+async def test_production_refuses_a_tenant_login_that_may_create_roles(
+    database_url: str, logins: Logins
+) -> None:
+    # A hand-made login with CREATEROLE could RESET ROLE and grant itself the platform role.
+    user = f"mtai_cr_{secrets.token_hex(3)}"
+    password = secrets.token_urlsafe(24)
+    owner = create_async_engine(async_url(database_url))
+    try:
+        async with owner.begin() as conn:
+            await conn.execute(text(f"CREATE ROLE {user} LOGIN CREATEROLE PASSWORD '{password}'"))
+            await conn.execute(text(f"GRANT {APP_ROLE} TO {user}"))
+        db = Database(
+            _login_url(database_url, user, password),
+            app_role=APP_ROLE,
+            pool_size=1,
+            platform_url=logins.platform_url,
+        )
+        try:
+            with pytest.raises(ConfigurationError, match="CREATEROLE"):
+                await check_roles(db, APP_ROLE, Environment.PRODUCTION)
+        finally:
+            await db.dispose()
+    finally:
+        async with owner.begin() as conn:
+            await conn.execute(text(f"DROP ROLE IF EXISTS {user}"))
+        await owner.dispose()
 
 
 async def test_migrate_creates_the_logins_the_app_then_uses(

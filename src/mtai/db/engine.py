@@ -154,10 +154,14 @@ class Database:
         return str(row[0]), bool(row[1]), bool(row[2])
 
     async def tenant_login_reaches_platform(self) -> bool:
-        """Whether DATABASE_URL's login could SET ROLE to the platform role (a member of it)."""
+        """Whether DATABASE_URL's login could SET ROLE to the platform role: a member of it, or
+        a login that could make itself one (CREATEROLE, superuser) after a RESET ROLE."""
         async with self.engine.connect() as conn:
             member = await conn.execute(
-                text("SELECT pg_has_role(session_user, :role, 'MEMBER')"),
+                text(
+                    "SELECT pg_has_role(session_user, :role, 'MEMBER') OR r.rolcreaterole "
+                    "OR r.rolsuper OR r.rolbypassrls FROM pg_roles r WHERE r.rolname = session_user"
+                ),
                 {"role": self.platform_role},
             )
             return bool(member.scalar_one())

@@ -9,10 +9,15 @@ exists anywhere, with its id and display name.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from mtai.runtime import Runtime
+from mtai.services.invitations import token_digest
 from tests.conftest import AdminFixture, TenantFixture, accept_invitation, invite
 
 
@@ -171,3 +176,35 @@ async def test_racing_accepts_use_a_token_once_and_make_one_identity(
     assert 400 <= codes[1] < 500, [r.text for r in both]
     winner = next(r for r in both if r.status_code == 200).json()["user"]
     assert [t["slug"] for t in winner["tenants"]] in ([tenant_a.slug], [tenant_b.slug])
+
+
+async def test_a_tenant_transaction_cannot_mint_a_platform_administrator(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    """SQL run through a tenant connection (finding 11's attacker) writes an invitation of its
+    own tenant with platform_admin set and a token it knows; accepting it made a platform admin."""
+    token, email = "inv_" + secrets.token_urlsafe(32), _victim()
+    with contextlib.suppress(DBAPIError):
+        async with runtime.db.tenant(tenant_a.id) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO invitations (id, tenant_id, email, role, platform_admin, "
+                    "token_hash, expires_at) VALUES (gen_random_uuid(), :tenant, :email, "
+                    "'member', true, :hash, now() + interval '1 day')"
+                ),
+                {"tenant": tenant_a.id, "email": email, "hash": token_digest(token)},
+            )
+    await client.post(
+        "/api/v1/invitations/accept", json={"token": token, "password": "attacker-password"}
+    )
+    login = await client.post(
+        "/api/v1/auth/login",
+        json={"email": email, "password": "attacker-password", "platform": True},
+    )
+    assert login.status_code != 200, login.text
+    async with runtime.db.platform() as session:
+        admins = await session.execute(
+            text("SELECT count(*) FROM users WHERE email = :email AND is_platform_admin"),
+            {"email": email},
+        )
+        assert admins.scalar_one() == 0

@@ -71,8 +71,10 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "(tenant_id IS NULL) = (role IS NULL)", name="invitations_tenant_has_role"
         ),
+        # A platform activation names no tenant, and a tenant's invitation never carries
+        # platform rights: a tenant transaction (RLS: its own tenant_id only) cannot mint them.
         sa.CheckConstraint(
-            "tenant_id IS NOT NULL OR platform_admin", name="invitations_has_a_purpose"
+            "platform_admin = (tenant_id IS NULL)", name="invitations_has_a_purpose"
         ),
     )
     # One pending invitation per email and tenant (re-inviting replaces its token).

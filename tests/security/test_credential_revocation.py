@@ -149,3 +149,32 @@ async def test_keys_a_removed_admin_made_with_their_own_keys_are_revoked_too(
     for key in (first.json(), made.json(), rotated.json()):
         answer = await client.get("/api/v1/auth/me", headers={"X-API-Key": key["key"]})
         assert answer.status_code == 401, (key["name"], answer.text)
+
+
+async def test_invitations_a_removed_admin_issued_die_with_the_membership(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    """Before leaving, an admin invites a second address of theirs as admin and keeps the token;
+    after the removal they accepted it and were back as admin."""
+    email = f"leaver-{secrets.token_hex(3)}@{tenant_a.slug}.example"
+    issued = await invite(client, tenant_a.owner, email, "admin")
+    token = await accept_invitation(client, issued["token"], "leaver-own-password")
+    bearer = {"Authorization": f"Bearer {token}"}
+    key = await client.post(
+        "/api/v1/keys", json={"name": "k", "scopes": ["chat", "admin"]}, headers=bearer
+    )
+    backdoors = [
+        await invite(client, headers, f"alt-{secrets.token_hex(3)}@elsewhere.example", "admin")
+        for headers in (bearer, {"X-API-Key": key.json()["key"]})  # their login, their key
+    ]
+    me = (await client.get("/api/v1/auth/me", headers=bearer)).json()
+    removed = await client.delete(f"/api/v1/users/{me['user_id']}", headers=tenant_a.owner)
+    assert removed.status_code == 204
+    pending = await client.get("/api/v1/invitations", headers=tenant_a.owner)
+    for backdoor in backdoors:
+        back = await client.post(
+            "/api/v1/invitations/accept",
+            json={"token": backdoor["token"], "password": "back-in-as-admin"},
+        )
+        assert back.status_code == 410, back.text
+        assert backdoor["id"] not in {i["id"] for i in pending.json()["items"]}

@@ -31,9 +31,9 @@ def _check_scopes(actor: Principal, scopes: list[Scope]) -> list[str]:
     return sorted(set(scopes))
 
 
-async def _creator(session: AsyncSession, actor: Principal) -> uuid.UUID | None:
-    """The person a new key is attributed to: the logged-in caller, or, for a key made with a
-    key, that key's creator (removing that person revokes every key of the chain)."""
+async def creator_of(session: AsyncSession, actor: Principal) -> uuid.UUID | None:
+    """The person what `actor` makes (a key, an invitation) is attributed to: the logged-in
+    caller, or, acting with a key, that key's creator (removing that person revokes it all)."""
     if actor.user_id is not None or actor.api_key_id is None:
         return actor.user_id
     parent = await keys_repo.get(session, actor.api_key_id)
@@ -73,7 +73,7 @@ class ApiKeyService:
                 key_hash=key_material.digest(self.pepper, new.plaintext),
                 scopes=allowed,
                 expires_at=expires_at,
-                created_by=await _creator(session, actor),
+                created_by=await creator_of(session, actor),
             )
             await audit.record(
                 session,
@@ -163,7 +163,7 @@ class ApiKeyService:
                 key_hash=key_material.digest(self.pepper, new.plaintext),
                 scopes=list(old.scopes),
                 expires_at=old.expires_at,
-                created_by=await _creator(session, actor),
+                created_by=await creator_of(session, actor),
                 rotated_from=old.id,
             )
             # The same limits, and the same month: the key's budgets are seeded from the spend

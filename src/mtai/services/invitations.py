@@ -29,6 +29,7 @@ from mtai.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from mtai.logging import get_logger
 from mtai.providers.mail import SmtpMailer
 from mtai.services import audit, passwords
+from mtai.services.api_keys import creator_of
 from mtai.services.auth import member_cache_key, user_cache_key
 from mtai.services.auth_cache import AuthCache
 from mtai.services.invalidation import invalidate
@@ -221,7 +222,7 @@ class InvitationService:
             tenant_id=tenant_id,
             email=email,
             role=role,
-            invited_by=actor.user_id if actor is not None else None,
+            invited_by=await creator_of(session, actor) if actor is not None else None,
             ttl_seconds=self.ttl_seconds,
             public_url=self.public_url,
         )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mtai.db.engine import Database
 from mtai.db.models import Membership, User
 from mtai.db.repositories import api_keys as keys_repo
+from mtai.db.repositories import invitations as invitations_repo
 from mtai.db.repositories import memberships as memberships_repo
 from mtai.db.repositories import users as users_repo
 from mtai.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
@@ -261,6 +262,20 @@ class UserService:
                         details={"reason": "creator_removed", "creator": str(user_id)},
                     )
                     revoked.append(key_cache_key(key.prefix))
+                # A pending invitation they issued is a way back in for its token's holder.
+                for invitation in await invitations_repo.pending_invited_by(
+                    session, tenant_id, user_id, now
+                ):
+                    await invitations_repo.update(session, invitation, revoked_at=now)
+                    await audit.record(
+                        session,
+                        actor,
+                        "invitation.revoke",
+                        tenant_id=tenant_id,
+                        target_type="invitation",
+                        target_id=invitation.id,
+                        details={"email": invitation.email, "reason": "creator_removed"},
+                    )
             await invalidate(session, self.cache, member_cache_key(tenant_id, user_id), *revoked)
         async with self.db.platform() as session:
             if not await memberships_repo.for_user(session, user_id):

@@ -91,3 +91,15 @@ async def update(session: AsyncSession, invitation: Invitation, **fields: Any) -
         setattr(invitation, key, value)
     await session.flush()
     return invitation
+
+
+async def pending_invited_by(
+    session: AsyncSession, tenant_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> list[Invitation]:
+    """The tenant's pending invitations this user issued."""
+    result = await session.execute(
+        select(Invitation).where(
+            Invitation.tenant_id == tenant_id, Invitation.invited_by == user_id, *_pending(now)
+        )
+    )
+    return list(result.scalars())

@@ -406,6 +406,7 @@ def _archive(rt: Runtime) -> TenantArchive:
         rt.invitations,
         resolved,
         signing_key(rt.settings, resolved),
+        rt.settings.archive_max_bytes,
     )
 
 

@@ -189,6 +189,12 @@ class Settings(BaseSettings):
         description="Key that signs tenant archives (HMAC-SHA256); unset: derived from "
         "MTAI_KEY_PEPPER. Set the same value on two deployments to move tenants between them.",
     )
+    archive_max_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=1024 * 1024,
+        description="Largest tenant archive `mtai tenant import` reads, counted unpacked (it "
+        "holds the archive in memory); a bigger one is refused before it is read.",
+    )
     default_model: str = Field(
         default="extractive", description="Model used when neither request nor tenant names one."
     )

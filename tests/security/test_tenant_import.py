@@ -10,8 +10,10 @@ victim on the same deployment.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import secrets
+import tarfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -389,3 +391,46 @@ async def test_a_reference_of_the_wrong_json_type_is_refused_not_a_traceback(
     assert "Traceback" not in out, out
     assert "Refusing the archive: row 1 of memberships" in out, out
     assert not await tenant_exists(runtime, tenant_a.id)
+
+
+class _Zeros(io.RawIOBase):
+    """`size` zero bytes, read in pieces: a member that gzip shrinks a thousandfold."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+async def test_a_decompression_bomb_is_refused_before_it_is_read(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A small .tar.gz whose member inflates to far more than any archive may hold: refused by
+    its declared size, naming the limit, instead of read whole into memory."""
+    inflated = 256 * 1024 * 1024
+    bomb = tmp_path / "bomb.tar.gz"
+    with tarfile.open(bomb, "w:gz", compresslevel=1) as tar:
+        info = tarfile.TarInfo("rows/conversations.jsonl")
+        info.size = inflated
+        tar.addfile(info, _Zeros(inflated))
+    assert bomb.stat().st_size < inflated // 100
+    done = await asyncio.to_thread(
+        run_mtai,
+        settings,
+        "tenant",
+        "import",
+        str(bomb),
+        *TRUST,
+        MTAI_ARCHIVE_MAX_BYTES=str(64 * 1024 * 1024),
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out
+    assert "Traceback" not in out, out
+    assert "MTAI_ARCHIVE_MAX_BYTES" in out, out

@@ -162,7 +162,9 @@ class TenantArchive:
         invitations: InvitationService,
         secrets: ResolvedSecrets,
         signing_key: bytes,
+        max_bytes: int,
     ) -> None:
+        self.max_bytes = max_bytes
         self.db = db
         self.store = store
         self.tenants = tenants
@@ -411,7 +413,16 @@ class TenantArchive:
         try:
             with tarfile.open(path, "r:gz") as tar:
                 files: dict[str, bytes] = {}
-                for member in tar.getmembers():
+                unpacked = 0
+                for member in tar:  # one header at a time: nothing is read past the limit
+                    unpacked += tarfile.BLOCKSIZE + max(member.size, 0)
+                    if unpacked > self.max_bytes:
+                        raise InvalidInput(
+                            f"{path} unpacks to more than MTAI_ARCHIVE_MAX_BYTES "
+                            f"({self.max_bytes} bytes), so it was not read. If it is a genuine "
+                            "export of a large tenant, raise MTAI_ARCHIVE_MAX_BYTES (the import "
+                            "holds the archive in memory) and import again."
+                        )
                     if not member.isfile():
                         continue
                     if member.name in files:

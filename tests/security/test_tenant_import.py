@@ -434,3 +434,15 @@ async def test_a_decompression_bomb_is_refused_before_it_is_read(
     assert done.returncode != 0, out
     assert "Traceback" not in out, out
     assert "MTAI_ARCHIVE_MAX_BYTES" in out, out
+
+
+async def test_a_row_nested_beyond_the_parsers_depth_is_refused_not_a_traceback(
+    settings: Settings, runtime: Runtime, tenant_a: TenantFixture, tmp_path: Path
+) -> None:
+    archive = EditableArchive.load(await export_and_delete(settings, tenant_a, tmp_path / "a"))
+    archive.members["rows/conversations.jsonl"] = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+    code, out = await import_(settings, archive.save(tmp_path / "deep"), *TRUST)
+    assert code != 0, out
+    assert "Traceback" not in out, out
+    assert "not a readable tenant archive" in out, out
+    assert not await tenant_exists(runtime, tenant_a.id)

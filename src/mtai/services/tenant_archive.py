@@ -445,7 +445,8 @@ class TenantArchive:
                 for name, data in files.items()
                 if name.startswith("rows/")
             }
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            # RecursionError: JSON nested deeper than the parser goes (a crafted row).
             raise InvalidInput(f"{path} is not a readable tenant archive: {exc}") from exc
         if not all(isinstance(row, dict) for found in rows.values() for row in found):
             raise InvalidInput(f"{path} holds a row that is not a JSON object: it was altered.")

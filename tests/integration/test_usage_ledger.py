@@ -6,13 +6,18 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
+import httpx
 from sqlalchemy import select
 
 from mtai.db.models import UsageDaily, UsageEvent
 from mtai.runtime import Runtime
-from tests.conftest import TenantFixture
+from mtai.services.principal import operator
+from mtai.services.usage import UsageRecord
+from tests.conftest import TenantFixture, make_tenant
 
 CRASHER = textwrap.dedent(
     """
@@ -120,3 +125,35 @@ async def test_prompt_logs_past_their_retention_are_purged(
         assert await session.get(UsageEvent, (tenant_a.id, old)) is not None  # the row stays
     assert fresh in kept
     assert old not in kept
+
+
+async def test_usage_of_a_deleted_tenant_does_not_hold_back_the_others(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    """A tenant deleted while its usage is spooled: its rows are dropped, the rest land."""
+    doomed = await make_tenant(client, runtime)
+    model = f"gone-{uuid.uuid4().hex[:6]}"
+    for n, tenant_id in enumerate((doomed.id, tenant_a.id)):
+        runtime.ledger.record(
+            UsageRecord(
+                request_id=f"{model}-{n}",
+                tenant_id=tenant_id,
+                user_id=None,
+                api_key_id=None,
+                model=model,
+                provider="openai",
+                prompt_tokens=10,
+                completion_tokens=1,
+                cost_usd=Decimal("0.0001"),
+                latency_ms=1,
+                ttft_ms=None,
+                status="ok",
+                error_code=None,
+                api="openai",
+                created_at=datetime.now(UTC),
+            )
+        )
+    await runtime.tenants.delete(operator(), doomed.id)
+    await runtime.ledger.drain()
+    rows = await events_for(runtime, model)
+    assert [(r.tenant_id, r.request_id) for r in rows] == [(tenant_a.id, f"{model}-1")]

@@ -21,6 +21,7 @@ from typing import Any
 
 from mtai.context import client_request_id_var
 from mtai.db.engine import Database
+from mtai.db.repositories import tenants as tenants_repo
 from mtai.db.repositories import usage as usage_repo
 from mtai.logging import get_logger
 from mtai.services.principal import Principal
@@ -175,8 +176,16 @@ class UsageLedger:
             return inserted
 
     async def _store(self, records: list[dict[str, Any]]) -> int:
-        events = [{k: v for k, v in r.items() if k != "prompt_log"} for r in records]
         async with self.db.platform() as session:
+            # A tenant deleted while its usage was spooled: its rows have no tenant to belong
+            # to, and one of them would make the whole batch fail (foreign key) on every drain,
+            # holding back every other tenant's usage for good.
+            tenants = await tenants_repo.existing_ids(session, {r["tenant_id"] for r in records})
+            gone = [r for r in records if r["tenant_id"] not in tenants]
+            if gone:
+                log.warning("usage.tenant_deleted", dropped=len(gone))
+                records = [r for r in records if r["tenant_id"] in tenants]
+            events = [{k: v for k, v in r.items() if k != "prompt_log"} for r in records]
             fresh = await usage_repo.insert_events(session, events)
             await usage_repo.add_to_daily(session, _rollup(fresh))
             fresh_ids = {(row["tenant_id"], row["request_id"]) for row in fresh}

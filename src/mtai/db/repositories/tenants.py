@@ -23,6 +23,12 @@ async def get(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant | None:
     return await session.get(Tenant, tenant_id)
 
 
+async def existing_ids(session: AsyncSession, ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `ids` are tenants (still)."""
+    result = await session.execute(select(Tenant.id).where(Tenant.id.in_(ids)))
+    return set(result.scalars())
+
+
 async def get_by_slug(session: AsyncSession, slug: str) -> Tenant | None:
     result = await session.execute(select(Tenant).where(Tenant.slug == slug))
     return result.scalar_one_or_none()

@@ -14,7 +14,7 @@ import pytest
 
 from mtai.app import create_app
 from mtai.config import Settings
-from tests.conftest import TenantFixture, run_mtai
+from tests.conftest import TenantFixture, invite, run_mtai
 
 
 @dataclass
@@ -60,7 +60,7 @@ async def mailbox() -> AsyncIterator[Mailbox]:
 
 
 async def test_a_mailed_invitation_reaches_only_the_mailbox(
-    settings: Settings, mailbox: Mailbox, tenant_a: TenantFixture
+    settings: Settings, mailbox: Mailbox, tenant_a: TenantFixture, tenant_b: TenantFixture
 ) -> None:
     mailing = settings.model_copy(
         update={
@@ -101,6 +101,13 @@ async def test_a_mailed_invitation_reaches_only_the_mailbox(
             )
             assert accepted.status_code == 200, accepted.text
             assert accepted.json()["user"]["tenant"]["role"] == "admin"
+            # A mailed-only token proved the mailbox: later invitations to it are listed.
+            later = await invite(client, tenant_b.api_key, "mailed@elsewhere.example", "member")
+            mine = await client.get(
+                "/api/v1/auth/invitations",
+                headers={"Authorization": f"Bearer {accepted.json()['access_token']}"},
+            )
+            assert [i["id"] for i in mine.json()] == [later["id"]]
 
 
 async def test_the_cli_waits_for_the_mail_before_it_exits(

@@ -64,6 +64,8 @@ class User(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Carried by every access token ("ver"); bumping it ends every session at once.
     token_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Proved by accepting a token that only the mailbox saw; gates invitations listed by email.
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -100,6 +102,7 @@ class Invitation(Base):
     role: Mapped[str | None] = mapped_column(String(16), nullable=True)
     platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     token_hash: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    token_shown: Mapped[bool] = mapped_column(Boolean, default=True)
     invited_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )

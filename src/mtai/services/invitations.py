@@ -89,6 +89,7 @@ async def issue(
     ttl_seconds: int,
     public_url: str | None,
     platform_admin: bool = False,
+    token_shown: bool = True,
 ) -> Issued:
     """The pending invitation of `email` (created, or its token replaced), in the caller's session.
 
@@ -104,6 +105,7 @@ async def issue(
         "token_hash": token_digest(token),
         "role": role.value if role is not None else None,
         "platform_admin": platform_admin,
+        "token_shown": token_shown,
         "invited_by": invited_by,
         "created_at": now,
         "expires_at": now + timedelta(seconds=ttl_seconds),
@@ -157,7 +159,9 @@ class InvitationService:
             pending = await invitations_repo.open_for(session, tenant_id, email)
             if pending is not None and is_pending(pending, datetime.now(UTC)):
                 check_may_manage(actor, Role(pending.role) if pending.role else None, role)
-            issued = await self._issue(session, actor, tenant_id, email, role)
+            issued = await self._issue(
+                session, actor, tenant_id, email, role, shown=self.show_token
+            )
             tenant = await tenants_repo.get(session, tenant_id)
         self._mail(issued, tenant)
         return issued
@@ -167,7 +171,9 @@ class InvitationService:
     ) -> Issued:
         """The operator's path (tenant creation, CLI): no membership checks, audited, mailed."""
         async with self.db.platform() as session:
-            issued = await self._issue(session, actor, tenant_id, email, role)
+            issued = await self._issue(
+                session, actor, tenant_id, email, role, shown=self.show_token
+            )
             tenant = await tenants_repo.get(session, tenant_id)
         self._mail(issued, tenant)
         return issued
@@ -181,8 +187,9 @@ class InvitationService:
         email: str,
         role: Role,
     ) -> Issued:
-        """issue_operator inside the caller's transaction (the caller mails with `mail`)."""
-        return await self._issue(session, actor, tenant_id, email, role)
+        """issue_operator inside the caller's transaction, for a caller that prints the token
+        (it mails with `mail`)."""
+        return await self._issue(session, actor, tenant_id, email, role, shown=True)
 
     async def issue_platform_activation(self, email: str) -> Issued:
         """For the operator: a new identity that will be a platform administrator once accepted."""
@@ -196,6 +203,7 @@ class InvitationService:
                 ttl_seconds=self.ttl_seconds,
                 public_url=self.public_url,
                 platform_admin=True,
+                token_shown=self.show_token,
             )
             await audit.record(
                 session,
@@ -216,6 +224,8 @@ class InvitationService:
         tenant_id: uuid.UUID,
         email: str,
         role: Role,
+        *,
+        shown: bool,
     ) -> Issued:
         issued = await issue(
             session,
@@ -225,6 +235,7 @@ class InvitationService:
             invited_by=await creator_of(session, actor) if actor is not None else None,
             ttl_seconds=self.ttl_seconds,
             public_url=self.public_url,
+            token_shown=shown,
         )
         await audit.record(
             session,
@@ -319,7 +330,12 @@ class InvitationService:
         return invitation, tenant
 
     async def pending_for(self, actor: Principal) -> list[tuple[Invitation, Tenant]]:
-        """Invitations addressed to the logged-in caller's email (accepting needs the token)."""
+        """Invitations addressed to the logged-in caller's email (accepting needs the token).
+
+        Only for an identity that proved it reads that address's mail: an identity activated
+        with a token someone else saw (the inviting admin) may not be the address's owner, and
+        must not learn which tenants invite that address.
+        """
         if actor.user_id is None or actor.api_key_id is not None:
             raise Forbidden(
                 "Only a logged-in person has invitations; log in (not with an API key).",
@@ -327,7 +343,7 @@ class InvitationService:
             )
         async with self.db.platform() as session:
             user = await users_repo.get(session, actor.user_id)
-            if user is None:
+            if user is None or not user.email_verified:
                 return []
             return await invitations_repo.pending_for_email(session, user.email, datetime.now(UTC))
 
@@ -354,6 +370,9 @@ class InvitationService:
                     )
                 passwords.check_strength(password)
                 password_hash = await passwords.hash_password(password)
+                # Whoever saw the token could be activating; only a mailed-only token proves
+                # that the person reads this address's mail.
+                verified = not invitation.token_shown
                 if user is None:
                     user = await users_repo.create(
                         session,
@@ -361,6 +380,7 @@ class InvitationService:
                         password_hash=password_hash,
                         display_name=display_name,
                         is_platform_admin=invitation.platform_admin,
+                        email_verified=verified,
                     )
                 else:
                     await users_repo.update(
@@ -369,6 +389,7 @@ class InvitationService:
                         password_hash=password_hash,
                         display_name=display_name or user.display_name,
                         is_platform_admin=user.is_platform_admin or invitation.platform_admin,
+                        email_verified=verified,
                     )
                     await invalidate(session, self.cache, user_cache_key(user.id))
             else:
@@ -381,6 +402,8 @@ class InvitationService:
                 if invitation.platform_admin and not user.is_platform_admin:
                     await users_repo.update(session, user, is_platform_admin=True)
                     await invalidate(session, self.cache, user_cache_key(user.id))
+                if not invitation.token_shown and not user.email_verified:
+                    await users_repo.update(session, user, email_verified=True)
             tenant_id = invitation.tenant_id
             if tenant_id is not None and invitation.role is not None:
                 if await memberships_repo.get(session, tenant_id, user.id) is None:

@@ -16,6 +16,7 @@ async def create(
     password_hash: str | None,
     display_name: str = "",
     is_platform_admin: bool = False,
+    email_verified: bool = False,
 ) -> User:
     user = User(
         id=uuid.uuid4(),
@@ -24,6 +25,7 @@ async def create(
         display_name=display_name,
         is_platform_admin=is_platform_admin,
         is_active=True,
+        email_verified=email_verified,
     )
     session.add(user)
     await session.flush()

@@ -33,6 +33,12 @@ def upgrade() -> None:
         sa.Column("token_version", sa.Integer, nullable=False, server_default=sa.text("0")),
     )
     op.alter_column("users", "password_hash", existing_type=sa.Text, nullable=True)
+    # True once the person proved they read the address's mail (accepted a token that was
+    # only mailed); only then are invitations listed to them by email.
+    op.add_column(
+        "users",
+        sa.Column("email_verified", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
 
     op.create_table(
         "invitations",
@@ -48,6 +54,8 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=True),
         sa.Column("platform_admin", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("token_hash", sa.LargeBinary, nullable=False, unique=True),
+        # Whether anyone but the mailbox saw the token (the inviting admin, the CLI's output).
+        sa.Column("token_shown", sa.Boolean, nullable=False, server_default=sa.true()),
         sa.Column(
             "invited_by",
             pg.UUID(as_uuid=True),
@@ -93,4 +101,5 @@ def downgrade() -> None:
     op.drop_table("invitations")
     op.execute("UPDATE users SET password_hash = '!' WHERE password_hash IS NULL")
     op.alter_column("users", "password_hash", existing_type=sa.Text, nullable=False)
+    op.drop_column("users", "email_verified")
     op.drop_column("users", "token_version")

@@ -51,6 +51,7 @@ IDENTITY_COLUMNS = (
     "is_platform_admin",
     "is_active",
     "token_version",
+    "email_verified",
     "created_at",
 )
 

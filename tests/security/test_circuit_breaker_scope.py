@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
-from decimal import Decimal
+import time
 
 import httpx
 import pytest
 
-from mtai.providers.llm.base import (
-    Completion,
-    CompletionRequest,
-    StreamEvent,
-    UpstreamError,
-    Usage,
-)
+from mtai.providers.llm.base import CompletionRequest, Message
 from mtai.providers.llm.registry import Endpoint
 from mtai.runtime import Runtime
-from mtai.services.catalog import ModelSpec
 from mtai.services.circuit_breaker import CircuitBreaker
 from mtai.services.llm_router import LLMRouter, Target, UpstreamFailed
 from tests.conftest import TenantFixture, add_model
@@ -101,66 +93,37 @@ def test_a_rejected_probe_does_not_wedge_the_breaker() -> None:
     assert breaker.allow("k")
 
 
-class _Upstream:
-    """An upstream the router calls: it hangs, fails (5xx), or answers, as told."""
-
-    name = "openai"
-
-    def __init__(self) -> None:
-        self.mode = "fail"
-        self.calls = 0
-        self.hanging = asyncio.Event()
-
-    async def complete(self, request: CompletionRequest) -> Completion:
-        self.calls += 1
-        if self.mode == "hang":
-            self.hanging.set()
-            await asyncio.Event().wait()
-        if self.mode == "fail":
-            raise UpstreamError("upstream answered 500", status=500, retryable=True)
-        return Completion(text="ok", usage=Usage(1, 1), finish_reason="stop")
-
-    def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
-
-
-async def test_a_cancelled_probe_does_not_shut_a_shared_model_for_good() -> None:
+async def test_a_cancelled_probe_does_not_shut_a_shared_model_for_good(
+    runtime: Runtime, fake_upstream: FakeUpstream
+) -> None:
     """After an outage opens a shared model's breaker, the one request let through to probe
     it is cancelled (its client went away, the server stops it): the next request probes
     again instead of every tenant being turned away for as long as the process lives."""
-    spec = ModelSpec(
-        name="shared",
-        provider="openai",
-        upstream_model="shared-upstream",
-        base_url="https://upstream.example/v1",
-        region=None,
-        api_key="sk-platform",
-        context_window=8192,
-        max_output_tokens=512,
-        input_price_per_1m=Decimal(0),
-        output_price_per_1m=Decimal(0),
-        timeout_seconds=30,
-        max_retries=0,
-        fallbacks=(),
-        enabled=True,
-    )
+    spec = await add_model(runtime, fake_upstream, "openai", max_retries=0)
     endpoint = Endpoint("openai", spec.base_url, spec.api_key, None, 8192, 30)
-    upstream = _Upstream()
+    targets = [Target(spec, endpoint, runtime.registry.get(endpoint))]
     router = LLMRouter(CircuitBreaker(threshold=1, cooldown_seconds=0.0))
-    targets = [Target(spec, endpoint, upstream)]
-    request = CompletionRequest(model="shared-upstream", messages=[], max_tokens=5)
-
-    with pytest.raises(UpstreamFailed):  # the outage opens the breaker
+    request = CompletionRequest(
+        model=spec.upstream_model,
+        messages=[Message(role="user", content="hi")],
+        max_tokens=5,
+    )
+    fake_upstream.script(
+        spec.upstream_model,
+        Behaviour(kind="500"),  # the outage opens the breaker
+        Behaviour(kind="slow", delay=30),  # the probe, cancelled while it waits
+        Behaviour(text="back again"),  # the upstream is back
+    )
+    with pytest.raises(UpstreamFailed):
         await router.complete(targets, lambda _: request)
-    upstream.mode = "hang"
+    before = len(fake_upstream.requests)
     probe = asyncio.create_task(router.complete(targets, lambda _: request))
-    await upstream.hanging.wait()
+    deadline = time.monotonic() + 10
+    while len(fake_upstream.requests) == before:
+        assert time.monotonic() < deadline, "the probe never reached the upstream"
+        await asyncio.sleep(0.02)
     probe.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await probe
-    upstream.mode = "answer"  # the upstream is back
     _, completion = await router.complete(targets, lambda _: request)
-    assert completion.text == "ok"
+    assert completion.text == "back again"

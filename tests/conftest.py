@@ -100,6 +100,32 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
+@pytest.fixture
+async def target(pg_admin_url: str, settings: Settings) -> AsyncIterator[Settings]:
+    """A second deployment: its own database and object store, the same secrets (so an
+    archive's signature verifies), for moving a tenant between deployments."""
+    with fresh_database(pg_admin_url) as url:
+        await upgrade(url, "mtai_app")
+        assert settings.jwt_secret is not None
+        assert settings.key_pepper is not None
+        assert settings.encryption_key is not None
+        yield make_settings(
+            url,
+            jwt_secret=settings.jwt_secret.get_secret_value(),
+            key_pepper=settings.key_pepper.get_secret_value(),
+            encryption_key=settings.encryption_key.get_secret_value(),
+        )
+
+
+@pytest.fixture
+async def target_client(target: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    application: FastAPI = create_app(target)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://target") as c:
+            yield c
+
+
 @dataclass
 class TenantFixture:
     """A tenant with an owner (logged in), a member, and an API key with every scope."""

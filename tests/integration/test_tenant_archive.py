@@ -8,15 +8,11 @@ import re
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from fastapi import FastAPI
 
-from mtai.app import create_app
 from mtai.config import Settings
 from mtai.db.migrate import upgrade
 from mtai.db.repositories import tenant_rows
@@ -54,31 +50,6 @@ async def searches(client: httpx.AsyncClient, headers: dict[str, str]) -> list[A
                 ]
             )
     return answers
-
-
-@pytest.fixture
-async def target(pg_admin_url: str, settings: Settings) -> AsyncIterator[Settings]:
-    """A second deployment: its own database and object store, the same secrets."""
-    with fresh_database(pg_admin_url) as url:
-        await upgrade(url, "mtai_app")
-        assert settings.jwt_secret is not None
-        assert settings.key_pepper is not None
-        assert settings.encryption_key is not None
-        yield make_settings(
-            url,
-            jwt_secret=settings.jwt_secret.get_secret_value(),
-            key_pepper=settings.key_pepper.get_secret_value(),
-            encryption_key=settings.encryption_key.get_secret_value(),
-        )
-
-
-@pytest.fixture
-async def target_client(target: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    application: FastAPI = create_app(target)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://target") as c:
-            yield c
 
 
 async def test_export_then_import_answers_the_same_searches(

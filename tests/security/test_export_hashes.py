@@ -11,22 +11,16 @@ import asyncio
 import re
 import secrets
 import tarfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
-import pytest
-from fastapi import FastAPI
 
-from mtai.app import create_app
 from mtai.config import Settings
-from mtai.db.migrate import upgrade
 from mtai.db.repositories import memberships as memberships_repo
 from mtai.db.repositories import users as users_repo
 from mtai.runtime import Runtime
 from mtai.services import passwords
-from tests.conftest import TenantFixture, make_settings, run_mtai
-from tests.support.postgres import fresh_database
+from tests.conftest import TenantFixture, run_mtai
 
 TOKEN = re.compile(r"invitation for (\S+) \((\w+)\).*token (inv_[\w-]+)")
 
@@ -53,31 +47,6 @@ async def login(
         json={"email": email, "password": password},
         headers={"X-Tenant-ID": tenant} if tenant else {},
     )
-
-
-@pytest.fixture
-async def target(pg_admin_url: str, settings: Settings) -> AsyncIterator[Settings]:
-    """A second deployment with the same secrets (so the archive's signature verifies)."""
-    with fresh_database(pg_admin_url) as url:
-        await upgrade(url, "mtai_app")
-        assert settings.jwt_secret is not None
-        assert settings.key_pepper is not None
-        assert settings.encryption_key is not None
-        yield make_settings(
-            url,
-            jwt_secret=settings.jwt_secret.get_secret_value(),
-            key_pepper=settings.key_pepper.get_secret_value(),
-            encryption_key=settings.encryption_key.get_secret_value(),
-        )
-
-
-@pytest.fixture
-async def target_client(target: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    application: FastAPI = create_app(target)
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://target") as c:
-            yield c
 
 
 async def test_an_export_carries_no_password_hash(

@@ -43,17 +43,34 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 Kind = Literal["ok", "400", "429", "500", "timeout", "malformed", "slow"]
-Finish = Literal["stop", "length"]
+Finish = Literal["stop", "length", "tool_calls"]
 Protocol = Literal["openai", "anthropic", "bedrock"]
 
 DEFAULT_TIMEOUT_DELAY = 30.0
 _SLOW_CHUNKS = 6
 _OK_CHUNKS = 4
 
-_ANTHROPIC_STOP: dict[str, str] = {"stop": "end_turn", "length": "max_tokens"}
-_BEDROCK_STOP: dict[str, str] = {"stop": "end_turn", "length": "max_tokens"}
+_ANTHROPIC_STOP: dict[str, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+}
+_BEDROCK_STOP: dict[str, str] = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+}
 _TITAN_DIMENSIONS = (256, 512, 1024)  # the sizes Titan Text Embeddings V2 accepts
 _TITAN_DEFAULT_DIMENSION = 1024
+
+
+@dataclass(frozen=True)
+class FakeToolCall:
+    """A tool call a fake answer makes: `arguments` is JSON text, streamed in pieces."""
+
+    name: str
+    arguments: str = "{}"
+    id: str = field(default_factory=lambda: f"call_{uuid.uuid4().hex[:12]}")
 
 
 @dataclass
@@ -66,8 +83,18 @@ class Behaviour:
     completion_tokens: int = 7
     delay: float = 0.0
     finish: Finish = "stop"
+    # Tool calls the answer makes, after its text (if any), in each protocol's own shape and
+    # streaming pieces; a behaviour with calls finishes with "tool_calls" (tool_use).
+    tool_calls: list[FakeToolCall] = field(default_factory=list)
+    # Usage details as each protocol reports them (OpenAI: prompt/completion token details;
+    # Anthropic: cache_read/cache_creation input tokens; Bedrock: cacheRead/cacheWrite).
+    cached_read_tokens: int = 0
+    cached_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     def __post_init__(self) -> None:
+        if self.tool_calls and self.finish == "stop":
+            self.finish = "tool_calls"
         if self.kind not in get_args(Kind):
             raise ValueError(f"unknown behaviour kind {self.kind!r}")
         if self.finish not in get_args(Finish):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +23,7 @@ from mtai.db.repositories import models as models_repo
 from mtai.errors import AppError, ConfigurationError, Forbidden, InvalidInput, NotFound
 from mtai.logging import get_logger
 from mtai.providers.egress import EgressPolicy, EgressRefused
+from mtai.providers.llm.conversation import Usage
 from mtai.providers.llm.registry import Endpoint
 from mtai.services import audit
 from mtai.services import tenant_settings as tenant_settings_model
@@ -84,11 +86,32 @@ class ModelSpec:
     max_retries: int
     fallbacks: tuple[str, ...]
     enabled: bool
+    # Prompt-cache prices; None: the input price (what a provider without a cache charges).
+    cached_input_price_per_1m: Decimal | None = None
+    cache_write_price_per_1m: Decimal | None = None
+    # The model's own abilities (tools, vision, json_schema): False refuses requests using
+    # them even where the provider's API could carry them. Absent: True.
+    capabilities: Mapping[str, bool] = field(default_factory=dict)
+    drop_params: bool = False  # drop settings this model cannot honour instead of refusing
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """Exact: prices are per million tokens, kept as decimals end to end."""
         return (
             prompt_tokens * self.input_price_per_1m + completion_tokens * self.output_price_per_1m
+        ) / Decimal(1_000_000)
+
+    def cost_of(self, usage: Usage) -> Decimal:
+        """What `usage` costs, prompt-cache reads and writes at their own prices."""
+        read = min(usage.cached_read_tokens, usage.prompt_tokens)
+        written = min(usage.cached_write_tokens, usage.prompt_tokens - read)
+        fresh = usage.prompt_tokens - read - written
+        read_price = self.cached_input_price_per_1m
+        write_price = self.cache_write_price_per_1m
+        return (
+            fresh * self.input_price_per_1m
+            + read * (self.input_price_per_1m if read_price is None else read_price)
+            + written * (self.input_price_per_1m if write_price is None else write_price)
+            + usage.completion_tokens * self.output_price_per_1m
         ) / Decimal(1_000_000)
 
 

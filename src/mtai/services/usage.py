@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -31,9 +31,10 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class PromptLogEntry:
-    prompt: list[dict[str, str]]
+    prompt: list[dict[str, Any]]
     response: str
     retention_days: int
+    tool_calls: list[dict[str, str]] = field(default_factory=list)  # the answer's calls
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class UsageRecord:
     cached: bool = False
     prompt_log: PromptLogEntry | None = None
     client_request_id: str | None = None  # the client's X-Request-ID, for correlation only
+    cached_read_tokens: int = 0  # parts of prompt_tokens read from / written to the provider's
+    cached_write_tokens: int = 0  # prompt cache
+    reasoning_tokens: int = 0  # part of completion_tokens
+    tool_calls: int = 0  # tool calls in the answer
+    end_user: str | None = None  # the request's `user`: the caller's own end user, as given
 
     @classmethod
     def for_principal(cls, principal: Principal, **fields: Any) -> UsageRecord:

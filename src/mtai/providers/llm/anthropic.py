@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from mtai.providers.llm.capabilities import Support, table
 from mtai.providers.llm.base import (
     Completion,
     CompletionRequest,
@@ -25,8 +26,12 @@ API_VERSION = "2023-06-01"
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length"}
 
 
+SUPPORT = table(temperature=Support.NATIVE)
+
+
 class AnthropicProvider:
     name = "anthropic"
+    support = SUPPORT
 
     def __init__(self, base_url: str, api_key: str | None, client: httpx.AsyncClient) -> None:
         self.base_url = base_url.rstrip("/")

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-Role = Literal["system", "user", "assistant"]
+from mtai.providers.llm.capabilities import Support
+from mtai.providers.llm.conversation import (
+    Completion,
+    Delta,
+    Generation,
+    Message,
+    Role,
+    StreamEnd,
+    StreamEvent,
+    ToolCallDelta,
+    Usage,
+)
 
-
-@dataclass(frozen=True)
-class Message:
-    role: Role
-    content: str
-
+__all__ = [
+    "Completion",
+    "Delta",
+    "Generation",
+    "Message",
+    "Role",
+    "StreamEnd",
+    "StreamEvent",
+    "ToolCallDelta",
+    "Usage",
+]
 
 @dataclass(frozen=True)
 class Source:
@@ -26,38 +42,17 @@ class Source:
 
 @dataclass(frozen=True)
 class CompletionRequest:
+    """One upstream call: the canonical conversation, for one model of the chain."""
+
     model: str  # the upstream's own model id
     messages: list[Message]
     max_tokens: int
-    temperature: float | None = None
+    generation: Generation = field(default_factory=Generation)
     sources: list[Source] = field(default_factory=list)
 
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    usage: Usage | None  # None when the upstream did not say
-    finish_reason: str = "stop"
-
-
-@dataclass(frozen=True)
-class Delta:
-    text: str
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    usage: Usage | None
-    finish_reason: str = "stop"
-
-
-StreamEvent = Delta | StreamEnd
+    @property
+    def temperature(self) -> float | None:
+        return self.generation.temperature
 
 
 # What a tenant is told when an upstream cannot be reached, refused the connection or did not
@@ -127,6 +122,8 @@ def error_for_status(status: int, body: str, retry_after: str | None = None) -> 
 
 class LLMProvider(Protocol):
     name: str
+    # What this adapter does with each canonical feature (capabilities.FEATURES).
+    support: Mapping[str, Support]
 
     async def complete(self, request: CompletionRequest) -> Completion: ...
 

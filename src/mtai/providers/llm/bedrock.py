@@ -19,6 +19,7 @@ from botocore.exceptions import (
 )
 
 from mtai.providers.egress import EgressPolicy, EgressRefused, connector_args
+from mtai.providers.llm.capabilities import Support, table
 from mtai.providers.llm.base import (
     UNREACHABLE,
     Completion,
@@ -73,6 +74,9 @@ def _aws_errors() -> Iterator[None]:
         ) from exc
 
 
+SUPPORT = table(temperature=Support.NATIVE)
+
+
 class BedrockProvider:
     """Bedrock for the platform (credentials from the AWS chain when the model has no key) or
     for a tenant's own credential (`tenant_credential`: its key id and secret, never the
@@ -84,6 +88,7 @@ class BedrockProvider:
     """
 
     name = "bedrock"
+    support = SUPPORT
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
+from mtai.providers.llm.capabilities import Support, table
 from mtai.providers.llm.base import Completion, CompletionRequest, Delta, StreamEnd, StreamEvent
 
 NO_MODEL = (
@@ -28,8 +29,12 @@ def answer(request: CompletionRequest) -> str:
     return "\n\n".join(lines)
 
 
+SUPPORT = table(temperature=Support.NATIVE)
+
+
 class ExtractiveProvider:
     name = "extractive"
+    support = SUPPORT
 
     async def complete(self, request: CompletionRequest) -> Completion:
         # Usage is counted by the gateway with its tokenizer: nothing was sent anywhere.

@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
+from mtai.providers.llm.capabilities import Support, table
 from mtai.providers.llm.base import (
     Completion,
     CompletionRequest,
@@ -49,8 +50,12 @@ def transcript(request: CompletionRequest) -> str:
     return "\n\n".join(parts) + "\n\nAssistant:"
 
 
+SUPPORT = table(temperature=Support.NATIVE)
+
+
 class LocalLlamaProvider:
     name = "local"
+    support = SUPPORT
 
     def __init__(
         self, model_path: Path | None, *, context_window: int = 2048, threads: int = 2

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 
+from mtai.providers.llm.capabilities import Support, table
 from mtai.providers.llm.base import (
     Completion,
     CompletionRequest,
@@ -26,8 +27,12 @@ def _usage(body: dict[str, Any] | None) -> Usage | None:
     return Usage(int(body.get("prompt_tokens", 0)), int(body.get("completion_tokens", 0)))
 
 
+SUPPORT = table(temperature=Support.NATIVE)
+
+
 class OpenAICompatProvider:
     name = "openai"
+    support = SUPPORT
 
     def __init__(self, base_url: str, api_key: str | None, client: httpx.AsyncClient) -> None:
         self.base_url = base_url.rstrip("/")

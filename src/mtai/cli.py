@@ -18,6 +18,8 @@ from mtai.db import embedded
 from mtai.db.migrate import ensure_logins, upgrade
 from mtai.errors import AppError, ConfigurationError
 from mtai.logging import configure_logging
+from mtai.providers.llm.capabilities import matrix
+from mtai.providers.llm.registry import SUPPORT_BY_PROVIDER
 from mtai.rag.evaluation import DatasetError, format_report, load_dataset
 from mtai.runtime import Runtime, open_runtime, reaper_task
 from mtai.services import bootstrap, doctor, retrieval_eval, secrets
@@ -310,6 +312,13 @@ def doctor_cmd(
             typer.echo(f"       fix: {result.fix}")
     if not all(r.ok for r in results):
         raise typer.Exit(code=1)
+
+
+@app.command("capabilities")
+def capabilities_cmd() -> None:
+    """Print the gateway's capability matrix (Markdown): per provider, each request feature
+    forwarded natively, translated, or refused; docs/gateway.md holds the same table."""
+    typer.echo(matrix(SUPPORT_BY_PROVIDER), nl=False)
 
 
 @tenant_app.command("create")

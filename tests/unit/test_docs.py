@@ -31,3 +31,17 @@ def test_example_models_file_is_valid() -> None:
     data = tomllib.loads((ROOT / "docs" / "models.example.toml").read_text())
     names = [ModelDefinition.model_validate(m).name for m in data["models"]]
     assert names == ["gpt-4o-mini", "claude-haiku", "bedrock-claude-haiku", "local-gemma"]
+
+
+def test_the_capability_matrix_in_the_docs_is_the_one_the_code_uses() -> None:
+    from mtai.providers.llm.capabilities import matrix
+    from mtai.providers.llm.registry import SUPPORT_BY_PROVIDER
+
+    doc = (ROOT / "docs" / "gateway.md").read_text()
+    start, end = "<!-- capability-matrix:start -->\n", "<!-- capability-matrix:end -->"
+    assert start in doc, "docs/gateway.md lost its capability-matrix markers"
+    assert end in doc, "docs/gateway.md lost its capability-matrix markers"
+    shown = doc.split(start, 1)[1].split(end, 1)[0]
+    assert shown == matrix(SUPPORT_BY_PROVIDER), (
+        "docs/gateway.md's capability matrix is stale: replace it with `mtai capabilities`"
+    )

@@ -20,6 +20,7 @@ from mtai.db.models import ChatMessage, Conversation
 from mtai.db.repositories import conversations as conversations_repo
 from mtai.errors import NotFound
 from mtai.providers.llm.base import Message, Role
+from mtai.providers.llm.conversation import Delta, Generation
 from mtai.services import tokenizer
 from mtai.services.gateway import (
     ChatInput,
@@ -74,7 +75,7 @@ class ChatService:
         conversation_id: uuid.UUID | None,
         model: str | None,
         max_tokens: int | None,
-        temperature: float | None,
+        generation: Generation,
         use_cache: bool = False,
         rag: RagOptions | None = None,
     ) -> ChatTurn:
@@ -83,7 +84,7 @@ class ChatService:
             messages=[*history, Message("user", message)],
             model=model,
             max_tokens=max_tokens,
-            temperature=temperature,
+            generation=generation,
             use_cache=use_cache,
             rag=rag,
         )
@@ -140,13 +141,14 @@ class ChatService:
         self, turn: ChatTurn, session: StreamSession, question: str, *, is_new: bool
     ) -> AsyncGenerator[str, None]:
         """The answer's text as it comes; the turn is saved however the stream ends."""
-        deltas = session.deltas()
+        events = session.events()
         try:
-            async for text in deltas:
-                yield text
+            async for event in events:
+                if isinstance(event, Delta):
+                    yield event.text
         finally:
             with anyio.CancelScope(shield=True):
-                await deltas.aclose()
+                await events.aclose()
                 if session.outcome is not None and session.outcome.text:
                     await self._save(turn, question, session.outcome, is_new=is_new)
 

@@ -7,14 +7,16 @@ record per request whatever the outcome (ok, error, cancelled).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import anyio
 
@@ -29,8 +31,18 @@ from mtai.providers.llm.base import (
     Source,
     StreamEnd,
     StreamEvent,
+    ToolCallDelta,
     UpstreamError,
     Usage,
+)
+from mtai.providers.llm.capabilities import DROPPABLE, refused
+from mtai.providers.llm.conversation import (
+    Generation,
+    ImagePart,
+    TextPart,
+    ToolCall,
+    ToolResult,
+    features,
 )
 from mtai.providers.llm.registry import ProviderRegistry
 from mtai.services import tenant_settings, tokenizer
@@ -55,6 +67,72 @@ class ContextTooLong(InvalidInput):
     code = "context_length_exceeded"
 
 
+class UnsupportedParameter(AppError):
+    """The request uses something its model cannot honour (see capabilities.py)."""
+
+    status_code = 400
+    code = "unsupported_parameter"
+
+    def __init__(self, detail: str, *, param: str) -> None:
+        super().__init__(detail)
+        self.param = param
+
+
+DROPPED_HEADER = "X-Mtai-Dropped-Params"
+# The request field each canonical feature comes from, for error messages.
+_PARAM = {
+    "tool_messages": "messages",
+    "image_data": "messages",
+    "image_url": "messages",
+    "logprobs": "logprobs",
+}
+
+
+def param_of(feature: str) -> str:
+    return _PARAM.get(feature, feature.split(".")[0])
+
+
+def _without(generation: Generation, dropped: Sequence[str]) -> Generation:
+    """`generation` with the droppable settings `dropped` unset."""
+    changes: dict[str, Any] = {}
+    for name in dropped:
+        if name == "stop":
+            changes["stop"] = ()
+        elif name == "logprobs":
+            changes |= {"logprobs": False, "top_logprobs": None}
+        else:
+            changes[name] = None
+    return dataclasses.replace(generation, **changes)
+
+
+def check_conversation(messages: Sequence[Message]) -> None:
+    """What every upstream requires of a conversation, checked once for every ingress: it
+    ends with something to answer, and each tool result answers a call of the assistant
+    message before it."""
+    if not messages:
+        raise InvalidInput("The conversation is empty; send at least one user message.")
+    last = messages[-1]
+    if last.role == "assistant":
+        raise InvalidInput(
+            "The last message is the assistant's; end with a user message or tool results."
+        )
+    if last.role in ("user", "system") and not (last.content.strip() or last.images):
+        raise InvalidInput("The last message is empty; send a question.")
+    calls: set[str] = set()
+    for index, message in enumerate(messages):
+        if message.role == "assistant":
+            calls = {call.id for call in message.tool_calls}
+        elif message.role == "tool":
+            for result in message.tool_results:
+                if result.call_id not in calls:
+                    raise InvalidInput(
+                        f"messages[{index}] answers tool call '{result.call_id}', which the "
+                        "assistant message before it did not make."
+                    )
+        else:
+            calls = set()
+
+
 class StreamInterrupted(AppError):
     """The upstream failed after output had started; the client already has part of it."""
 
@@ -73,10 +151,11 @@ class ChatInput:
     messages: list[Message]  # the whole conversation, newest last
     model: str | None = None
     max_tokens: int | None = None
-    temperature: float | None = None
+    generation: Generation = field(default_factory=Generation)
     sources: list[Source] = field(default_factory=list)
     use_cache: bool = False  # the caller asks for the response cache (non-streaming only)
     rag: RagOptions | None = None  # ground the answer in the tenant's documents (once admitted)
+    drop_params: bool = False  # drop settings the model cannot honour (LiteLLM's convention)
 
 
 @dataclass(frozen=True)
@@ -86,7 +165,7 @@ class Prepared:
     targets: list[Target]
     messages: list[Message]
     max_tokens: int | None
-    temperature: float | None
+    generation: Generation
     sources: list[Source]
     prompt_log_days: int | None
     api: str
@@ -98,20 +177,30 @@ class Prepared:
     citations: list[Citation] = field(default_factory=list)
     retrieval_tokens: int = 0  # the question's embedding, when the answer is grounded
     retrieval_cost: Decimal = Decimal(0)
+    dropped: tuple[str, ...] = ()  # settings dropped because the model cannot honour them
 
 
 @dataclass(frozen=True)
 class Outcome:
     text: str
     model: ModelSpec
-    prompt_tokens: int
-    completion_tokens: int
+    usage: Usage
     cost_usd: Decimal
     latency_ms: int
     ttft_ms: int | None
     finish_reason: str
     request_id: str
     cached: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
 
 
 def cache_owner(principal: Principal, *, shared: bool) -> str:
@@ -124,21 +213,40 @@ def cache_owner(principal: Principal, *, shared: bool) -> str:
 
 
 def cache_key(
-    tenant_id: uuid.UUID, owner: str, model: str, messages: list[Message], chat: ChatInput
+    tenant_id: uuid.UUID,
+    owner: str,
+    model: str,
+    messages: list[Message],
+    max_tokens: int | None,
+    generation: Generation,
 ) -> str:
-    """Tenant-namespaced and per owner (see `cache_owner`); identical model, messages and
-    sampling settings give the same key."""
+    """Tenant-namespaced and per owner (see `cache_owner`); the same key only for the same
+    model, messages (every part) and every setting that shapes the answer."""
     material = json.dumps(
         {
             "owner": owner,
             "model": model,
-            "messages": [[m.role, m.content] for m in messages],
-            "temperature": chat.temperature,
-            "max_tokens": chat.max_tokens,
+            "messages": [[m.role, [_part_json(p) for p in m.parts]] for m in messages],
+            "max_tokens": max_tokens,
+            "generation": dataclasses.asdict(generation),
         },
         separators=(",", ":"),
+        sort_keys=True,
+        default=str,
     )
     return f"mtai:cache:{{{tenant_id}}}:{hashlib.sha256(material.encode()).hexdigest()}"
+
+
+def _part_json(part: TextPart | ImagePart | ToolCall | ToolResult) -> dict[str, Any]:
+    """A part as JSON, its kind named (a text and a tool result of the same words differ)."""
+    return {"kind": type(part).__name__, **dataclasses.asdict(part)}
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A message as prompt logs keep it: the text alone when that is all it holds."""
+    if all(isinstance(p, TextPart) for p in message.parts):
+        return {"role": message.role, "content": message.content}
+    return {"role": message.role, "parts": [_part_json(p) for p in message.parts]}
 
 
 def cache_status(prepared: Prepared, outcome: Outcome) -> str | None:
@@ -176,11 +284,25 @@ def _cache_entry(outcome: Outcome) -> str:
         {
             "text": outcome.text,
             "model": outcome.model.name,
-            "prompt_tokens": outcome.prompt_tokens,
-            "completion_tokens": outcome.completion_tokens,
+            "usage": dataclasses.asdict(outcome.usage),
             "finish_reason": outcome.finish_reason,
+            "tool_calls": [dataclasses.asdict(c) for c in outcome.tool_calls],
+            "logprobs": outcome.logprobs,
         }
     )
+
+
+def essential_tokens(messages: list[Message]) -> int:
+    """What no trimming can remove: the system messages and the last exchange."""
+    system = [m for m in messages if m.role == "system"]
+    units = tokenizer.exchanges(messages)
+    return tokenizer.count_messages(system + (units[-1] if units else []))
+
+
+def question_of(messages: list[Message]) -> Message:
+    """The message retrieval searches for: the newest user message (an agent's turn may end
+    with tool results)."""
+    return next((m for m in reversed(messages) if m.role == "user"), messages[-1])
 
 
 def _elapsed_ms(since: float) -> int:
@@ -226,11 +348,13 @@ class Gateway:
             return None
 
     async def prepare(self, principal: Principal, chat: ChatInput, *, api: str) -> Prepared:
-        """Authorise, admit (limits and budgets, at the fallback chain's worst case), and only
-        then ground in the tenant's documents: a refused request costs no retrieval."""
+        """Authorise, check what the request uses against its models, admit (limits and
+        budgets, at the fallback chain's worst case), and only then ground in the tenant's
+        documents: a refused request costs no upstream call and no retrieval."""
         principal.require_scope(Scope.CHAT)
         if chat.rag is not None:
             principal.require_scope(Scope.RAG_READ)
+        check_conversation(chat.messages)
         tenant_id = principal.require_tenant()
         settings = await self.auth.tenant_settings(tenant_id)
         spec = await self.catalog.resolve(settings, chat.model)
@@ -239,22 +363,22 @@ class Gateway:
                 f"max_tokens {chat.max_tokens} exceeds {spec.name}'s limit of "
                 f"{spec.max_output_tokens} output tokens; ask for fewer."
             )
-        essential = tokenizer.count_messages(
-            [m for m in chat.messages if m.role == "system"] + chat.messages[-1:]
-        )
+        settings_tokens = tokenizer.count_settings(chat.generation)
+        essential = essential_tokens(chat.messages) + settings_tokens
         needed = essential + (chat.max_tokens or 1)
         if needed > spec.context_window:
             raise ContextTooLong(
                 f"The message and max_tokens need {needed} tokens but {spec.name} holds "
                 f"{spec.context_window}; shorten the message or lower max_tokens."
             )
-        targets = [
+        chain = [
             Target(s, endpoint, self.registry.get(endpoint))
             for s in await self.catalog.chain(settings, spec)
             for endpoint in [await self.catalog.endpoint(tenant_id, s)]
         ]
+        generation, dropped, targets = self._fit(chain, chat)
         policy = tenant_settings.parse(settings)
-        prompt = tokenizer.count_messages(chat.messages)
+        prompt = tokenizer.count_messages(chat.messages) + settings_tokens
         query: SearchQuery | None = None
         retrieval_model, retrieval_tokens, retrieval_cost = "", 0, Decimal(0)
         if chat.rag is not None:
@@ -294,7 +418,7 @@ class Gateway:
             targets=targets,
             messages=messages,
             max_tokens=chat.max_tokens,
-            temperature=chat.temperature,
+            generation=generation,
             sources=sources,
             prompt_log_days=policy.prompt_log_retention_days if policy.log_prompts else None,
             api=api,
@@ -306,7 +430,8 @@ class Gateway:
                 cache_owner(principal, shared=policy.cache_shared),
                 spec.name,
                 messages,
-                chat,
+                chat.max_tokens,
+                generation,
             )
             if chat.use_cache and policy.cache_enabled
             else None,
@@ -314,12 +439,51 @@ class Gateway:
             citations=cited,
             retrieval_tokens=retrieval_tokens,
             retrieval_cost=retrieval_cost,
+            dropped=tuple(dropped),
         )
+
+    @staticmethod
+    def _fit(chain: list[Target], chat: ChatInput) -> tuple[Generation, list[str], list[Target]]:
+        """What the request keeps of its settings, and the models of the chain that honour all
+        of it. The requested model refuses with a 400 naming the first thing it cannot do
+        (unless that is droppable and dropping was asked for, by the request or the model's
+        catalog entry); a fallback that cannot do everything is left out of the chain, so a
+        failover never quietly gives less."""
+        primary = chain[0]
+        used = features(chat.messages, chat.generation)
+        cannot = refused(primary.provider.support, used, primary.spec.capabilities)
+        dropped: list[str] = []
+        if cannot:
+            drop = chat.drop_params or primary.spec.drop_params
+            kept = [f for f in cannot if not (drop and f in DROPPABLE)]
+            if kept:
+                feature = kept[0]
+                raise UnsupportedParameter(
+                    f"'{param_of(feature)}' ({feature}) is not supported by model "
+                    f"'{primary.spec.name}' (provider {primary.spec.provider}). Remove it, "
+                    "choose a model that supports it (GET /v1/models lists capabilities), or "
+                    "send drop_params: true to drop settings the model cannot honour.",
+                    param=param_of(feature),
+                )
+            dropped = cannot
+        generation = _without(chat.generation, dropped)
+        used = features(chat.messages, generation)
+        targets = [primary] + [
+            t for t in chain[1:] if not refused(t.provider.support, used, t.spec.capabilities)
+        ]
+        return generation, dropped, targets
+
+    @staticmethod
+    def dropped_header(prepared: Prepared) -> dict[str, str]:
+        """The response header naming what was dropped (nothing when nothing was)."""
+        if not prepared.dropped:
+            return {}
+        return {DROPPED_HEADER: ", ".join(param_of(f) for f in prepared.dropped)}
 
     @staticmethod
     def _rag_query(messages: list[Message], rag: RagOptions) -> SearchQuery:
         return SearchQuery(
-            query=messages[-1].content[:MAX_QUERY_CHARS],
+            query=question_of(messages).content[:MAX_QUERY_CHARS],
             limit=rag.top_k,
             collection_ids=rag.collection_ids,
         )
@@ -360,15 +524,15 @@ class Gateway:
     def _request_for(prepared: Prepared, target: Target) -> CompletionRequest:
         """Each model in the chain gets the history trimmed to its own context window."""
         spec = target.spec
-        essential = tokenizer.count_messages(
-            [m for m in prepared.messages if m.role == "system"] + prepared.messages[-1:]
-        )
+        settings_tokens = tokenizer.count_settings(prepared.generation)
+        essential = essential_tokens(prepared.messages) + settings_tokens
         max_tokens = output_tokens(spec, prepared.max_tokens, essential)
+        window = spec.context_window - max_tokens - settings_tokens
         return CompletionRequest(
             model=spec.upstream_model,
-            messages=tokenizer.trim_to_fit(prepared.messages, spec.context_window - max_tokens),
+            messages=tokenizer.trim_to_fit(prepared.messages, window),
             max_tokens=max_tokens,
-            temperature=prepared.temperature,
+            generation=prepared.generation,
             sources=prepared.sources,
         )
 
@@ -385,8 +549,10 @@ class Gateway:
         ttft_ms: int | None,
         finish_reason: str,
         cached: bool = False,
+        tool_calls: tuple[ToolCall, ...] = (),
+        logprobs: Any = None,
     ) -> Outcome:
-        if usage is not None and (usage.prompt_tokens < 0 or usage.completion_tokens < 0):
+        if usage is not None and min(dataclasses.astuple(usage)) < 0:
             # Never a refund: an upstream that reports negative usage is not believed.
             log.warning(
                 "upstream.negative_usage",
@@ -397,26 +563,33 @@ class Gateway:
             usage = None
         if usage is None:  # the upstream did not say (extractive, cut-off stream): count ourselves
             prompt = tokenizer.count_messages(request.messages) if request is not None else 0
-            usage = Usage(prompt if status != "error" else 0, tokenizer.count(text))
-        cost = Decimal(0) if cached else spec.cost(usage.prompt_tokens, usage.completion_tokens)
+            if request is not None:
+                prompt += tokenizer.count_settings(request.generation)
+            written = tokenizer.count(text) + sum(
+                tokenizer.count(c.name) + tokenizer.count(c.arguments) for c in tool_calls
+            )
+            usage = Usage(prompt if status != "error" else 0, written)
+        cost = Decimal(0) if cached else spec.cost_of(usage)
         outcome = Outcome(
             text=text,
             model=spec,
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
+            usage=usage,
             cost_usd=cost,
             latency_ms=_elapsed_ms(prepared.started),
             ttft_ms=ttft_ms,
             finish_reason=finish_reason,
             request_id=prepared.request_id,
             cached=cached,
+            tool_calls=tool_calls,
+            logprobs=logprobs,
         )
         log_entry = None
         if prepared.prompt_log_days is not None and request is not None:
             log_entry = PromptLogEntry(
-                prompt=[{"role": m.role, "content": m.content} for m in request.messages],
+                prompt=[message_json(m) for m in request.messages],
                 response=text,
                 retention_days=prepared.prompt_log_days,
+                tool_calls=[dataclasses.asdict(c) for c in tool_calls],
             )
         self.metrics.observe(
             tenant_id=prepared.principal.tenant_id,
@@ -445,6 +618,11 @@ class Gateway:
                 created_at=datetime.now(UTC),
                 cached=cached,
                 prompt_log=log_entry,
+                cached_read_tokens=usage.cached_read_tokens,
+                cached_write_tokens=usage.cached_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                tool_calls=len(tool_calls),
+                end_user=prepared.generation.user,
             )
         )
         return outcome
@@ -506,9 +684,15 @@ class Gateway:
             error_code=None,
             ttft_ms=_elapsed_ms(prepared.started),
             finish_reason=completion.finish_reason,
+            tool_calls=completion.tool_calls,
+            logprobs=completion.logprobs,
         )
         await self.release(prepared, outcome)
-        if prepared.cache_key is not None and outcome.finish_reason in ("stop", "length"):
+        if prepared.cache_key is not None and outcome.finish_reason in (
+            "stop",
+            "length",
+            "tool_calls",
+        ):
             await self.cache.set(prepared.cache_key, _cache_entry(outcome), prepared.cache_ttl)
         return outcome
 
@@ -519,20 +703,27 @@ class Gateway:
         raw = await self.cache.get(prepared.cache_key)
         if raw is None:
             return None
-        entry = json.loads(raw)
+        try:
+            entry = json.loads(raw)
+            usage = Usage(**entry["usage"])
+            calls = tuple(ToolCall(**c) for c in entry["tool_calls"])
+        except (ValueError, KeyError, TypeError):
+            return None  # written by an older version: answered afresh, then overwritten
         by_name = {t.spec.name: t.spec for t in prepared.targets}
         spec = by_name.get(entry["model"], prepared.primary)
         outcome = self.settle(
             prepared,
             spec,
             text=entry["text"],
-            usage=Usage(entry["prompt_tokens"], entry["completion_tokens"]),
+            usage=usage,
             request=None,
             status="ok",
             error_code=None,
             ttft_ms=_elapsed_ms(prepared.started),
             finish_reason=entry["finish_reason"],
             cached=True,
+            tool_calls=calls,
+            logprobs=entry.get("logprobs"),
         )
         self.metrics.cache_hits.labels(self.metrics.tenant(prepared.principal.tenant_id)).inc()
         await self.release(prepared, None)  # nothing was consumed upstream
@@ -556,7 +747,7 @@ class Gateway:
 
 
 class StreamSession:
-    """One streamed answer: iterate `deltas()`; `outcome` is set once it has ended, however."""
+    """One streamed answer: iterate `events()`; `outcome` is set once it has ended, however."""
 
     def __init__(
         self,
@@ -586,34 +777,39 @@ class StreamSession:
                 return
             yield event
 
-    async def deltas(self) -> AsyncGenerator[str, None]:
+    async def events(self) -> AsyncGenerator[Delta | ToolCallDelta, None]:
+        """The answer as it comes: text pieces and tool-call pieces."""
+        calls = _ToolCallAssembler()
         parts: list[str] = []
         usage: Usage | None = None
         finish, status, error_code, ttft = "stop", "cancelled", None, None
         try:
             async for event in self._events():
-                if isinstance(event, Delta):
-                    ttft = ttft if ttft is not None else _elapsed_ms(self.prepared.started)
-                    parts.append(event.text)
-                    yield event.text
-                elif isinstance(event, StreamEnd):
+                if isinstance(event, StreamEnd):
                     usage, finish = event.usage, event.finish_reason
+                    continue
+                ttft = ttft if ttft is not None else _elapsed_ms(self.prepared.started)
+                if isinstance(event, Delta):
+                    parts.append(event.text)
+                else:
+                    calls.add(event)
+                yield event
             status = "ok"
         except (UpstreamError, TimeoutError) as exc:
             status, error_code = "error", "upstream_error"
             raise StreamInterrupted(f"The upstream failed mid-answer: {exc}") from exc
         finally:
-            await self._finish(parts, usage, finish, status, error_code, ttft)
+            await self._finish(parts, usage, finish, status, error_code, ttft, calls.done())
 
     async def aclose(self) -> None:
-        """Ends a session whose `deltas()` never ran (the client left before the answer's
+        """Ends a session whose `events()` never ran (the client left before the answer's
         first byte): the upstream stream is closed, the call recorded as cancelled, and the
-        admission released. Nothing once `deltas()` has ended it."""
+        admission released. Nothing once `events()` has ended it."""
         if self.outcome is not None:
             return
         first = self._first
         parts = [first.text] if isinstance(first, Delta) else []
-        await self._finish(parts, None, "cancelled", "cancelled", None, None)
+        await self._finish(parts, None, "cancelled", "cancelled", None, None, ())
 
     async def _finish(
         self,
@@ -623,6 +819,7 @@ class StreamSession:
         status: str,
         error_code: str | None,
         ttft: int | None,
+        tool_calls: tuple[ToolCall, ...],
     ) -> None:
         # Closing the upstream stream is what stops generation there; shielded because a
         # client disconnect arrives here as a cancellation.
@@ -642,6 +839,25 @@ class StreamSession:
             error_code=error_code,
             ttft_ms=ttft,
             finish_reason=finish,
+            tool_calls=tool_calls,
         )
         with anyio.CancelScope(shield=True):
             await Gateway.release(self.prepared, self.outcome)
+
+
+class _ToolCallAssembler:
+    """Puts streamed tool-call pieces back together, for the ledger and the outcome."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, tuple[str, str, list[str]]] = {}
+
+    def add(self, delta: ToolCallDelta) -> None:
+        call_id, name, pieces = self._calls.get(delta.index, ("", "", []))
+        self._calls[delta.index] = (delta.id or call_id, delta.name or name, pieces)
+        pieces.append(delta.arguments)
+
+    def done(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(call_id, name, "".join(pieces))
+            for _, (call_id, name, pieces) in sorted(self._calls.items())
+        )

@@ -306,9 +306,14 @@ class Retriever:
         collection_ids: list[uuid.UUID] | None,
         top_k: int,
     ) -> Grounded:
-        """Retrieve for the last message and put the sources in front of it. Not metered on
-        its own: the chat request that grounds is admitted (and recorded) as a whole."""
-        *earlier, question = messages
+        """Retrieve for the newest user message and put the sources in front of it (an agent's
+        turn may end with tool results after it). Not metered on its own: the chat request that
+        grounds is admitted (and recorded) as a whole."""
+        at = next(
+            (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"),
+            len(messages) - 1,
+        )
+        question = messages[at]
         hits = await self._search(
             principal,
             SearchQuery(
@@ -317,7 +322,8 @@ class Retriever:
                 collection_ids=collection_ids,
             ),
         )
-        return Grounded([*earlier, grounding(hits), question], sources(hits), citations(hits))
+        grounded = [*messages[:at], grounding(hits), *messages[at:]]
+        return Grounded(grounded, sources(hits), citations(hits))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ __all__ = [
     "Usage",
 ]
 
+
 @dataclass(frozen=True)
 class Source:
     """A retrieved passage offered to the model (and quoted by the extractive answerer)."""
@@ -122,8 +123,10 @@ def error_for_status(status: int, body: str, retry_after: str | None = None) -> 
 
 class LLMProvider(Protocol):
     name: str
-    # What this adapter does with each canonical feature (capabilities.FEATURES).
-    support: Mapping[str, Support]
+
+    @property
+    def support(self) -> Mapping[str, Support]:
+        """What this adapter does with each canonical feature (capabilities.FEATURES)."""
 
     async def complete(self, request: CompletionRequest) -> Completion: ...
 

@@ -96,6 +96,22 @@ def refused(
 ) -> list[str]:
     """The features of `used` that a provider (its table) or a model (its catalog flags)
     cannot honour, in the order given."""
-    blocked = {f for flag, gated in MODEL_FLAGS.items() if not model_flags.get(flag, True)
-               for f in gated}
+    blocked = {
+        f for flag, gated in MODEL_FLAGS.items() if not model_flags.get(flag, True) for f in gated
+    }
     return [f for f in used if support.get(f, Support.REFUSED) is Support.REFUSED or f in blocked]
+
+
+def matrix(tables: Mapping[str, Mapping[str, Support]]) -> str:
+    """The capability matrix as a Markdown table: a row per feature, a column per provider
+    (docs/gateway.md holds its output, checked by a test against the tables themselves)."""
+    providers = list(tables)
+    lines = [
+        "| feature | " + " | ".join(providers) + " |",
+        "|---|" + "---|" * len(providers),
+    ]
+    for feature in FEATURES:
+        cells = [tables[p].get(feature, Support.REFUSED).value for p in providers]
+        mark = " (droppable)" if feature in DROPPABLE else ""
+        lines.append(f"| `{feature}`{mark} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

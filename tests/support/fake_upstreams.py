@@ -60,6 +60,7 @@ _BEDROCK_STOP: dict[str, str] = {
     "length": "max_tokens",
     "tool_calls": "tool_use",
 }
+_THINKING = "The user asked something; let me think it over."  # Anthropic's thinking text
 _TITAN_DIMENSIONS = (256, 512, 1024)  # the sizes Titan Text Embeddings V2 accepts
 _TITAN_DEFAULT_DIMENSION = 1024
 
@@ -752,9 +753,10 @@ class FakeUpstream:
             return Response(status_code=499)
         message_id = f"msg_{uuid.uuid4().hex[:24]}"
         headers = {"request-id": f"req_{uuid.uuid4().hex[:24]}"}
+        blocks, stop_reason = self._anthropic_content(behaviour, body)
         if recorded.stream:
             return _AbandonableStream(
-                self._anthropic_events(behaviour, model, message_id),
+                self._anthropic_events(behaviour, model, message_id, blocks, stop_reason),
                 media_type="text/event-stream; charset=utf-8",
                 on_abandon=self._abandoned(model),
                 headers=headers,
@@ -771,19 +773,84 @@ class FakeUpstream:
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": behaviour.text}],
-                "stop_reason": _ANTHROPIC_STOP[behaviour.finish],
+                "content": [block for block, _ in blocks],
+                "stop_reason": stop_reason,
                 "stop_sequence": None,
-                "usage": {
-                    "input_tokens": behaviour.prompt_tokens,
-                    "output_tokens": behaviour.completion_tokens,
-                },
+                "usage": self._anthropic_usage(behaviour, self._anthropic_output_usage(behaviour)),
             },
             headers=headers,
         )
 
+    @staticmethod
+    def _anthropic_usage(behaviour: Behaviour, output: dict[str, Any]) -> dict[str, Any]:
+        # Anthropic counts cached input apart: input_tokens is only the uncached rest.
+        cached = behaviour.cached_read_tokens + behaviour.cached_write_tokens
+        return {
+            "input_tokens": max(0, behaviour.prompt_tokens - cached),
+            "cache_creation_input_tokens": behaviour.cached_write_tokens,
+            "cache_read_input_tokens": behaviour.cached_read_tokens,
+            **output,
+        }
+
+    @staticmethod
+    def _anthropic_output_usage(behaviour: Behaviour) -> dict[str, Any]:
+        """The answer's output tokens, with the thinking among them (`output_tokens_details`)."""
+        usage: dict[str, Any] = {"output_tokens": behaviour.completion_tokens}
+        if behaviour.reasoning_tokens:
+            usage["output_tokens_details"] = {"thinking_tokens": behaviour.reasoning_tokens}
+        return usage
+
+    @staticmethod
+    def _anthropic_content(
+        behaviour: Behaviour, body: dict[str, Any]
+    ) -> tuple[list[tuple[dict[str, Any], str]], str]:
+        """The answer's content blocks, each with the JSON text a stream sends as its
+        input, and the stop reason.
+
+        A request that forces a tool (`tool_choice` type "tool") and a behaviour without
+        calls is answered by that tool alone, as Anthropic does: its input is the behaviour's
+        text when that is a JSON object, else {"text": text}.
+        """
+        calls = [(call.id, call.name, call.arguments) for call in behaviour.tool_calls]
+        text, stop_reason = behaviour.text, _ANTHROPIC_STOP[behaviour.finish]
+        choice = body.get("tool_choice")
+        if not calls and isinstance(choice, dict) and choice.get("type") == "tool":
+            try:
+                value = json.loads(text)
+            except ValueError:
+                value = None
+            arguments = text if isinstance(value, dict) else json.dumps({"text": text})
+            calls = [(f"toolu_{uuid.uuid4().hex[:24]}", str(choice.get("name")), arguments)]
+            text = ""
+            if behaviour.finish == "stop":
+                stop_reason = "tool_use"
+        blocks: list[tuple[dict[str, Any], str]] = []
+        if behaviour.reasoning_tokens:
+            # Extended thinking comes first, signed; its tokens are part of output_tokens.
+            thinking = {"type": "thinking", "thinking": _THINKING, "signature": "c2lnbmF0dXJl"}
+            blocks.append((thinking, ""))
+        if text or not calls:
+            blocks.append(({"type": "text", "text": text}, ""))
+        for call_id, name, arguments in calls:
+            block = {"type": "tool_use", "id": call_id, "name": name}
+            blocks.append(({**block, "input": json.loads(arguments)}, arguments))
+        return blocks, stop_reason
+
+    @staticmethod
+    def _json_pieces(arguments: str) -> list[str]:
+        """`arguments` cut into (up to) 4 pieces anywhere, even inside a string, as
+        Anthropic's input_json_delta events may be; the first piece is empty, as Anthropic's
+        first one is."""
+        size = max(1, math.ceil(len(arguments) / _OK_CHUNKS))
+        return [""] + [arguments[i : i + size] for i in range(0, len(arguments), size)]
+
     async def _anthropic_events(
-        self, behaviour: Behaviour, model: str, message_id: str
+        self,
+        behaviour: Behaviour,
+        model: str,
+        message_id: str,
+        blocks: list[tuple[dict[str, Any], str]],
+        stop_reason: str,
     ) -> AsyncIterator[bytes]:
         yield _sse_event(
             "message_start",
@@ -797,40 +864,50 @@ class FakeUpstream:
                     "content": [],
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": behaviour.prompt_tokens, "output_tokens": 1},
+                    "usage": self._anthropic_usage(behaviour, {"output_tokens": 1}),
                 },
             },
         )
-        yield _sse_event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        )
-        yield _sse_event("ping", {"type": "ping"})
-        if behaviour.kind == "malformed":
-            yield b'event: content_block_delta\ndata: {"type": "content_block_delta", "ind\n\n'
-            return
-        for i, piece in enumerate(self._pieces(behaviour)):
-            if i and behaviour.kind == "slow":
-                await asyncio.sleep(behaviour.delay)
+        empty = {"text": {"text": ""}, "thinking": {"thinking": "", "signature": ""}}
+        for index, (block, arguments) in enumerate(blocks):
+            # A block starts empty (a tool_use with input {}) and is filled by deltas.
+            start = {**block, **empty.get(block["type"], {"input": {}})}
             yield _sse_event(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": piece},
-                },
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": start},
             )
-        yield _sse_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            if index == 0:
+                yield _sse_event("ping", {"type": "ping"})
+                if behaviour.kind == "malformed":
+                    yield b'event: content_block_delta\ndata: {"type": "content_block_delta", '
+                    yield b'"ind\n\n'
+                    return
+            if block["type"] == "text":
+                deltas = [{"type": "text_delta", "text": p} for p in self._pieces(behaviour)]
+            elif block["type"] == "thinking":
+                deltas = [
+                    *({"type": "thinking_delta", "thinking": p} for p in split_text(_THINKING, 3)),
+                    {"type": "signature_delta", "signature": block["signature"]},
+                ]
+            else:
+                deltas = [
+                    {"type": "input_json_delta", "partial_json": p}
+                    for p in self._json_pieces(arguments)
+                ]
+            for i, delta in enumerate(deltas):
+                if i and behaviour.kind == "slow":
+                    await asyncio.sleep(behaviour.delay)
+                yield _sse_event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            yield _sse_event("content_block_stop", {"type": "content_block_stop", "index": index})
         yield _sse_event(
             "message_delta",
             {
                 "type": "message_delta",
-                "delta": {"stop_reason": _ANTHROPIC_STOP[behaviour.finish], "stop_sequence": None},
-                "usage": {"output_tokens": behaviour.completion_tokens},
+                "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                "usage": self._anthropic_output_usage(behaviour),
             },
         )
         yield _sse_event("message_stop", {"type": "message_stop"})

@@ -31,7 +31,7 @@ from mtai.providers.llm.conversation import (
     ToolSpec,
     Usage,
 )
-from tests.support.fake_upstreams import Behaviour, FakeToolCall, FakeUpstream
+from tests.support.fake_upstreams import Behaviour, FakeToolCall, FakeUpstream, Kind
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake image bytes").decode()
 WEATHER = ToolSpec(
@@ -425,17 +425,38 @@ async def test_json_mode_forces_a_tool_of_any_object(
     assert body["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
 
 
-async def test_tools_and_a_response_format_together_are_refused_before_the_call(
+async def test_a_schema_without_a_root_type_is_taken_as_an_object(
     fake: FakeUpstream, provider: AnthropicProvider
 ) -> None:
-    req = request(
-        [Message("user", "weather")],
-        tools=(WEATHER,),
-        response_format=ResponseFormat("json_schema", schema=SCHEMA, name="weather"),
-    )
+    schema = {"properties": {"ok": {"type": "boolean"}}}
+    fmt = ResponseFormat("json_schema", schema=schema)
+    await provider.complete(request([Message("user", "JSON")], response_format=fmt))
+    assert sent(fake)["tools"][0]["input_schema"] == {**schema, "type": "object"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (
+            {
+                "tools": (WEATHER,),
+                "response_format": ResponseFormat("json_schema", schema=SCHEMA, name="weather"),
+            },
+            "tools and a response format",
+        ),
+        (
+            {"response_format": ResponseFormat("json_schema", schema={"type": "array"})},
+            "root is not an object",
+        ),
+    ],
+)
+async def test_what_a_forced_tool_cannot_carry_is_refused_before_the_call(
+    fake: FakeUpstream, provider: AnthropicProvider, settings: dict[str, Any], message: str
+) -> None:
+    req = request([Message("user", "weather")], **settings)
     with pytest.raises(UpstreamError) as refused:
         await provider.complete(req)
-    assert "tools and a response format" in str(refused.value)
+    assert message in str(refused.value)
     assert (refused.value.retryable, refused.value.server_fault) == (False, False)
     with pytest.raises(UpstreamError):
         await collect(provider, req)
@@ -517,3 +538,18 @@ async def test_the_official_client_reads_the_fakes_tool_use_thinking_and_cache_u
     assert (usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (60, 30)
     assert usage.output_tokens_details is not None
     assert usage.output_tokens_details.thinking_tokens == 11
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize(("kind", "status"), [("429", 429), ("500", 500), ("malformed", None)])
+async def test_upstream_failures_are_retryable_upstream_errors(
+    fake: FakeUpstream, provider: AnthropicProvider, streaming: bool, kind: Kind, status: int | None
+) -> None:
+    fake.script("claude-t", Behaviour(kind=kind))
+    req = request([Message("user", "hi")], tools=(WEATHER,))
+    with pytest.raises(UpstreamError) as failed:
+        if streaming:
+            await collect(provider, req)
+        else:
+            await provider.complete(req)
+    assert (failed.value.status, failed.value.retryable) == (status, True)

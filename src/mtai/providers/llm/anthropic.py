@@ -152,7 +152,13 @@ def _json_tool(generation: Generation) -> dict[str, Any] | None:
     if fmt is None or fmt.type == "text":
         return None
     name = fmt.name if fmt.name and _TOOL_NAME.fullmatch(fmt.name) else JSON_TOOL
-    schema = dict(fmt.schema) if fmt.type == "json_schema" and fmt.schema else {"type": "object"}
+    schema = dict(fmt.schema) if fmt.type == "json_schema" and fmt.schema else {}
+    # A tool's input is an object: Anthropic refuses any other root type with its own words.
+    if schema.setdefault("type", "object") != "object":
+        raise _refused(
+            "Anthropic answers in JSON through a tool whose input is an object: "
+            "a JSON schema whose root is not an object cannot be honoured"
+        )
     return {
         "name": name,
         "description": fmt.description

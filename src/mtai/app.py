@@ -22,6 +22,7 @@ from mtai.api.routers import (
     models_admin,
     openai_api,
     rag,
+    responses_api,
     system,
     tenants,
     ui,
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         chat.router,
         rag.router,
         openai_api.router,
+        responses_api.router,
         ui.router,
     ):
         app.include_router(router)

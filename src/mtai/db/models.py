@@ -326,3 +326,23 @@ class Document(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class StoredResponse(Base):
+    """A response of the OpenAI Responses API kept for `previous_response_id` (migration 0013).
+
+    `input` and `output` are this turn's canonical messages (services/responses.py); the
+    conversation is the chain of `previous_id` links. `body` is the response object as returned.
+    """
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    owner: Mapped[str] = mapped_column(String(64))
+    previous_id: Mapped[uuid.UUID | None] = mapped_column(nullable=True)
+    model: Mapped[str] = mapped_column(String(100))
+    input: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    output: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()

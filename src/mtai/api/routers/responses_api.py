@@ -1,0 +1,130 @@
+"""The OpenAI Responses API: `client.responses.create / retrieve / delete` of the official SDK
+work with base_url=.../v1 and an mtai key. Translation lives in api/openai_responses.py, stored
+conversations in services/responses.py; errors take OpenAI's shape (api/errors.py)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import anyio
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from mtai.api.deps import PrincipalDep, RuntimeDep
+from mtai.api.openai_responses import (
+    EventStream,
+    ResponseHead,
+    ResponsesRequest,
+    output_items,
+    output_messages,
+    status_of,
+    translate,
+)
+from mtai.api.streaming import EventStreamResponse
+from mtai.errors import AppError
+from mtai.providers.llm.conversation import Message
+from mtai.services.gateway import DROPPED_HEADER, Gateway, Outcome, Prepared
+from mtai.services.responses import ResponsesService, public_id
+
+router = APIRouter(prefix="/v1", tags=["openai-compatible"])
+
+
+def _dropped(prepared: Prepared, ingress: list[str]) -> dict[str, str]:
+    """X-Mtai-Dropped-Params: what the gateway dropped for the model, and the Responses-only
+    settings dropped here."""
+    headers = Gateway.dropped_header(prepared)
+    if ingress:
+        names = [*ingress, *filter(None, headers.get(DROPPED_HEADER, "").split(", "))]
+        headers[DROPPED_HEADER] = ", ".join(names)
+    return headers
+
+
+@router.post("/responses", response_model=None)
+async def create_response(
+    body: ResponsesRequest, principal: PrincipalDep, runtime: RuntimeDep, response: Response
+) -> Response | dict[str, Any]:
+    service = ResponsesService(runtime.db)
+    previous_id: uuid.UUID | None = None
+    history: list[Message] = []
+    if body.previous_response_id is not None:
+        previous_id, history = await service.history(principal, body.previous_response_id)
+    translated = translate(body, history, limit=runtime.settings.max_message_chars)
+    prepared = await runtime.gateway.prepare(principal, translated.chat, api="responses")
+    headers = _dropped(prepared, translated.dropped)
+    response_id = uuid.uuid4()
+    created = int(time.time())
+    store = body.store is not False
+
+    async def save(outcome: Outcome, result: dict[str, Any]) -> None:
+        if store:
+            await service.save(
+                principal,
+                response_id=response_id,
+                previous_id=previous_id,
+                model=outcome.model.name,
+                turn_input=translated.turn_input,
+                output=output_messages(outcome),
+                body=result,
+            )
+
+    if not body.stream:
+        outcome = await runtime.gateway.complete(prepared)
+        head = ResponseHead(public_id(response_id), created, outcome.model.name, translated.echo)
+        status, incomplete = status_of(outcome.finish_reason)
+        result = head.body(
+            status,
+            output_items(outcome, logprobs=translated.logprobs),
+            usage=outcome.usage,
+            incomplete=incomplete,
+            completed_at=int(time.time()),
+        )
+        await save(outcome, result)
+        response.headers.update(headers)
+        return result
+
+    session = await runtime.gateway.open_stream(prepared)
+    head = ResponseHead(public_id(response_id), created, session.model.name, translated.echo)
+    stream = EventStream(head, logprobs=translated.logprobs)
+
+    async def events() -> AsyncGenerator[str, None]:
+        for event in stream.start():
+            yield event
+        answer = session.events()
+        try:
+            async for piece in answer:
+                for event in stream.on(piece):
+                    yield event
+        except AppError as exc:
+            for event in stream.error(exc):
+                yield event
+            return
+        finally:
+            await answer.aclose()
+        assert session.outcome is not None
+        result, closing = stream.finish(session.outcome)
+        # Stored before response.completed is sent: a client may continue the conversation
+        # as soon as it has that event. Shielded: a client leaving now does not undo it.
+        with anyio.CancelScope(shield=True):
+            await save(session.outcome, result)
+        for event in closing:
+            yield event
+
+    return EventStreamResponse(events(), headers=headers, on_close=session.aclose)
+
+
+@router.get("/responses/{response_id}")
+async def get_response(
+    response_id: str, principal: PrincipalDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return await ResponsesService(runtime.db).get(principal, response_id)
+
+
+@router.delete("/responses/{response_id}")
+async def delete_response(
+    response_id: str, principal: PrincipalDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    await ResponsesService(runtime.db).delete(principal, response_id)
+    return {"id": response_id, "object": "response.deleted", "deleted": True}

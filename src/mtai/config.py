@@ -258,6 +258,15 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest JSON request body accepted (413 above)."
     )
+    max_image_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=1024,
+        description="Largest image a chat message may carry as a data URL, decoded (413 above); "
+        "a body holding one must also fit max_request_bytes.",
+    )
+    max_images_per_request: int = Field(
+        default=20, ge=0, le=500, description="Images a chat request may carry, history included."
+    )
 
     storage_backend: str = Field(
         default="local",

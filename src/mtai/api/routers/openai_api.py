@@ -1,13 +1,13 @@
 """The OpenAI-compatible API: the official `openai` SDK works with base_url=.../v1 and an mtai key.
 
-Errors on these routes take OpenAI's shape ({"error": {...}}); see api/errors.py.
+Errors on these routes take OpenAI's shape ({"error": {...}}); see api/errors.py. The chat
+route's request schema and its translations live in api/openai_chat.py.
 """
 
 from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
@@ -16,52 +16,18 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mtai.api.deps import PrincipalDep, RuntimeDep
+from mtai.api.openai_chat import (
+    ChatCompletionRequest,
+    ChunkWriter,
+    completion_json,
+    dropped_header,
+    to_chat_input,
+)
 from mtai.api.streaming import EventStreamResponse, sse
-from mtai.errors import AppError, InvalidInput
-from mtai.providers.llm.base import Message, Role
-from mtai.services.gateway import ChatInput, Outcome, RagOptions, cache_status
+from mtai.errors import AppError
+from mtai.services.gateway import cache_status
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-_ROLES: dict[str, Role] = {
-    "system": "system",
-    "developer": "system",
-    "user": "user",
-    "assistant": "assistant",
-}
-
-
-class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    text: str | None = None
-
-
-class OpenAIMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
-    content: str | list[ContentPart] | None = None
-
-
-class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(BaseModel):
-    # OpenAI clients send many optional fields; unknown ones are accepted and ignored.
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1, max_length=100)
-    messages: list[OpenAIMessage] = Field(min_length=1)
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    n: Annotated[int, Field(ge=1)] | None = None
-    # mtai's extensions (the SDK sends them with extra_body=...).
-    use_rag: bool = False
-    collection_ids: list[uuid.UUID] | None = Field(default=None, max_length=100)
-    rag_top_k: Annotated[int, Field(ge=1, le=20)] | None = None
 
 
 class EmbeddingRequest(BaseModel):
@@ -69,33 +35,6 @@ class EmbeddingRequest(BaseModel):
     model: str = Field(min_length=1, max_length=100)
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
-
-
-def _messages(request: ChatCompletionRequest, limit: int) -> list[Message]:
-    messages = []
-    for index, message in enumerate(request.messages):
-        if message.role in ("tool", "function"):
-            raise InvalidInput(f"messages[{index}]: tool messages are not supported.")
-        if isinstance(message.content, list):
-            if any(part.type != "text" for part in message.content):
-                raise InvalidInput(f"messages[{index}]: only text content is supported.")
-            text = "".join(part.text or "" for part in message.content)
-        else:
-            text = message.content or ""
-        if len(text) > limit:
-            raise InvalidInput(f"messages[{index}] is longer than {limit} characters.")
-        messages.append(Message(_ROLES[message.role], text))
-    if messages[-1].role == "assistant" or not messages[-1].content.strip():
-        raise InvalidInput("The last message must be a non-empty system or user message.")
-    return messages
-
-
-def _usage(outcome: Outcome) -> dict[str, int]:
-    return {
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-        "total_tokens": outcome.prompt_tokens + outcome.completion_tokens,
-    }
 
 
 @router.post("/chat/completions", response_model=None)
@@ -106,72 +45,35 @@ async def chat_completions(
     response: Response,
     x_mtai_cache: Annotated[str | None, Header()] = None,
 ) -> Response | dict[str, Any]:
-    if body.n not in (None, 1):
-        raise InvalidInput("n > 1 is not supported; send one request per completion.")
-    chat = ChatInput(
-        messages=_messages(body, runtime.settings.max_message_chars),
-        model=body.model,
-        max_tokens=body.max_completion_tokens or body.max_tokens,
-        temperature=body.temperature,
-        use_cache=not body.stream and (x_mtai_cache or "").lower() in ("1", "true", "use"),
-        rag=RagOptions(
-            collection_ids=body.collection_ids, top_k=body.rag_top_k or runtime.settings.rag_top_k
-        )
-        if body.use_rag
-        else None,
+    translated = to_chat_input(
+        body,
+        runtime.settings,
+        use_cache=(x_mtai_cache or "").lower() in ("1", "true", "use"),
     )
-    prepared = await runtime.gateway.prepare(principal, chat, api="openai")
-    cited = [c.as_json() for c in prepared.citations]
+    gateway = runtime.gateway
+    prepared = await gateway.prepare(principal, translated.chat, api="openai")
+    headers = dropped_header(gateway.dropped_header(prepared), translated.dropped)
+    extra = {"citations": [c.as_json() for c in prepared.citations]} if body.use_rag else {}
     completion_id = f"chatcmpl-{prepared.request_id}"
     created = int(time.time())
     if not body.stream:
-        outcome = await runtime.gateway.complete(prepared)
+        outcome = await gateway.complete(prepared)
+        response.headers.update(headers)
         if (cache := cache_status(prepared, outcome)) is not None:
             response.headers["X-Mtai-Cache"] = cache
-        return {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": outcome.model.name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": outcome.text},
-                    "finish_reason": outcome.finish_reason,
-                    "logprobs": None,
-                }
-            ],
-            "usage": _usage(outcome),
-            **({"citations": cited} if body.use_rag else {}),
-        }
-    session = await runtime.gateway.open_stream(prepared)
+        return completion_json(outcome, completion_id, created, extra)
+    session = await gateway.open_stream(prepared)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-    def chunk(
-        delta: dict[str, Any], finish: str | None = None, extra: dict[str, Any] | None = None
-    ) -> str:
-        return sse(
-            {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": session.model.name,
-                "choices": [
-                    {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-                ],
-                **(extra or {}),
-            }
-        )
+    writer = ChunkWriter(completion_id, created, session.model.name, bool(body.logprobs))
 
     async def events() -> AsyncGenerator[str, None]:
         # With RAG the sources are known before the answer: clients can show them at once.
-        yield chunk(
-            {"role": "assistant", "content": ""}, extra={"citations": cited} if body.use_rag else {}
-        )
-        deltas = session.deltas()
+        yield sse(writer.start(extra))
+        stream = session.events()
         try:
-            async for text in deltas:
-                yield chunk({"content": text})
+            async for event in stream:
+                for chunk in writer.event(event):
+                    yield sse(chunk)
         except AppError as exc:
             yield sse(
                 {
@@ -185,23 +87,14 @@ async def chat_completions(
             )
             return
         finally:
-            await deltas.aclose()
+            await stream.aclose()
         assert session.outcome is not None
-        yield chunk({}, session.outcome.finish_reason)
+        yield sse(writer.finish(session.outcome.finish_reason))
         if include_usage:
-            yield sse(
-                {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": session.model.name,
-                    "choices": [],
-                    "usage": _usage(session.outcome),
-                }
-            )
+            yield sse(writer.usage(session.outcome.usage))
         yield sse("[DONE]")
 
-    return EventStreamResponse(events(), on_close=session.aclose)
+    return EventStreamResponse(events(), headers=headers, on_close=session.aclose)
 
 
 @router.get("/models")

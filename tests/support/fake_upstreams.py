@@ -546,11 +546,18 @@ class FakeUpstream:
             return Response(status_code=499)
         request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         headers = {"x-request-id": f"req_{uuid.uuid4().hex}"}
+        top_logprobs = body.get("top_logprobs")
+        # None: the request did not ask for logprobs; else how many alternatives per token.
+        logprobs = (
+            (top_logprobs if isinstance(top_logprobs, int) else 0)
+            if body.get("logprobs") is True
+            else None
+        )
         if recorded.stream:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             return _AbandonableStream(
-                self._openai_chunks(behaviour, model, request_id, include_usage),
+                self._openai_chunks(behaviour, model, request_id, include_usage, logprobs),
                 media_type="text/event-stream; charset=utf-8",
                 on_abandon=self._abandoned(model),
                 headers=headers,
@@ -566,12 +573,8 @@ class FakeUpstream:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": behaviour.text,
-                            "refusal": None,
-                        },
-                        "logprobs": None,
+                        "message": self._openai_message(behaviour),
+                        "logprobs": self._openai_logprobs(self._pieces(behaviour), logprobs),
                         "finish_reason": behaviour.finish,
                     }
                 ],
@@ -589,15 +592,75 @@ class FakeUpstream:
         return await self._wait(behaviour, request, model)
 
     @staticmethod
-    def _openai_usage(behaviour: Behaviour) -> dict[str, int]:
+    def _openai_logprobs(pieces: list[str], top: int | None) -> dict[str, Any] | None:
+        """OpenAI's `logprobs` object for the tokens `pieces` (None when not asked for): each
+        token with its log probability, UTF-8 bytes and `top` alternatives."""
+        if top is None:
+            return None
+        content = []
+        for i, token in enumerate(pieces):
+            logprob = -0.01 * (i + 1)
+            alternatives = [{"token": token, "logprob": logprob, "bytes": list(token.encode())}]
+            alternatives += [
+                {"token": f"alt{n}", "logprob": logprob - n, "bytes": list(f"alt{n}".encode())}
+                for n in range(1, top)
+            ]
+            content.append(
+                {
+                    "token": token,
+                    "logprob": logprob,
+                    "bytes": list(token.encode()),
+                    "top_logprobs": alternatives[:top],
+                }
+            )
+        return {"content": content, "refusal": None}
+
+    @staticmethod
+    def _openai_message(behaviour: Behaviour) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": behaviour.text,
+            "refusal": None,
+        }
+        if behaviour.tool_calls:
+            # OpenAI sends null content beside tool calls when the model wrote no text.
+            message["content"] = behaviour.text or None
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in behaviour.tool_calls
+            ]
+        return message
+
+    @staticmethod
+    def _openai_usage(behaviour: Behaviour) -> dict[str, Any]:
         return {
             "prompt_tokens": behaviour.prompt_tokens,
             "completion_tokens": behaviour.completion_tokens,
             "total_tokens": behaviour.prompt_tokens + behaviour.completion_tokens,
+            "prompt_tokens_details": {
+                "cached_tokens": behaviour.cached_read_tokens,
+                "cache_write_tokens": behaviour.cached_write_tokens,
+                "audio_tokens": 0,
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": behaviour.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
         }
 
     async def _openai_chunks(
-        self, behaviour: Behaviour, model: str, request_id: str, include_usage: bool
+        self,
+        behaviour: Behaviour,
+        model: str,
+        request_id: str,
+        include_usage: bool,
+        logprobs: int | None = None,
     ) -> AsyncIterator[bytes]:
         created = int(time.time())
 
@@ -614,8 +677,10 @@ class FakeUpstream:
                 obj["usage"] = usage
             return _sse_data(obj)
 
-        def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
-            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        def choice(
+            delta: dict[str, Any], finish: str | None = None, probs: Any = None
+        ) -> list[dict[str, Any]]:
+            return [{"index": 0, "delta": delta, "logprobs": probs, "finish_reason": finish}]
 
         yield chunk(choice({"role": "assistant", "content": "", "refusal": None}))
         if behaviour.kind == "malformed":
@@ -624,7 +689,21 @@ class FakeUpstream:
         for i, piece in enumerate(self._pieces(behaviour)):
             if i and behaviour.kind == "slow":
                 await asyncio.sleep(behaviour.delay)
-            yield chunk(choice({"content": piece}))
+            yield chunk(choice({"content": piece}, probs=self._openai_logprobs([piece], logprobs)))
+        for index, call in enumerate(behaviour.tool_calls):
+            # As OpenAI streams a call: its id and name with empty arguments, then the
+            # arguments JSON in pieces keyed by the call's index alone.
+            start = {
+                "index": index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            yield chunk(choice({"tool_calls": [start]}))
+            for piece in split_text(call.arguments, _OK_CHUNKS):
+                yield chunk(
+                    choice({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                )
         yield chunk(choice({}, behaviour.finish))
         if include_usage:
             yield chunk([], self._openai_usage(behaviour))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 
-from mtai.providers.llm.capabilities import Support, table
 from mtai.providers.llm.base import Completion, CompletionRequest, Delta, StreamEnd, StreamEvent
+from mtai.providers.llm.capabilities import Support, table
 
 NO_MODEL = (
     "No language model is configured for this tenant, so I cannot write an answer. "
@@ -29,7 +29,22 @@ def answer(request: CompletionRequest) -> str:
     return "\n\n".join(lines)
 
 
-SUPPORT = table(temperature=Support.NATIVE)
+def cut(text: str, stop: tuple[str, ...]) -> str:
+    """`text` up to the first of the stop sequences in it, as a model would stop there."""
+    found = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(found)] if found else text
+
+
+# The answer is one deterministic text: any temperature, top_p, top_k or seed is satisfied by
+# it (it is what greedy decoding with that seed would give), so they are honoured, not dropped.
+# Stop sequences cut it. Nothing else can be: it writes no tool calls, JSON, or logprobs.
+SUPPORT = table(
+    temperature=Support.NATIVE,
+    top_p=Support.NATIVE,
+    top_k=Support.NATIVE,
+    seed=Support.NATIVE,
+    stop=Support.NATIVE,
+)
 
 
 class ExtractiveProvider:
@@ -38,10 +53,10 @@ class ExtractiveProvider:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         # Usage is counted by the gateway with its tokenizer: nothing was sent anywhere.
-        return Completion(text=answer(request), usage=None)
+        return Completion(text=cut(answer(request), request.generation.stop), usage=None)
 
     async def stream(self, request: CompletionRequest) -> AsyncGenerator[StreamEvent, None]:
-        first, *rest = answer(request).split("\n\n")
+        first, *rest = cut(answer(request), request.generation.stop).split("\n\n")
         yield Delta(first)
         for piece in rest:
             yield Delta("\n\n" + piece)

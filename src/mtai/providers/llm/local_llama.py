@@ -8,12 +8,13 @@ in a worker thread, one generation at a time per process (llama.cpp contexts are
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mtai.providers.llm.capabilities import Support, table
 from mtai.providers.llm.base import (
     Completion,
     CompletionRequest,
@@ -23,6 +24,7 @@ from mtai.providers.llm.base import (
     UpstreamError,
     Usage,
 )
+from mtai.providers.llm.capabilities import Support, table
 
 STOP = ["\nUser:", "\nAssistant:", "\n\n\n"]
 _FINISH = {"stop": "stop", "length": "length"}
@@ -50,7 +52,107 @@ def transcript(request: CompletionRequest) -> str:
     return "\n\n".join(parts) + "\n\nAssistant:"
 
 
-SUPPORT = table(temperature=Support.NATIVE)
+# What llama-cpp-python's `create_completion` can honour; JSON output through a grammar that
+# constrains every sampled token. No chat template (tools), no vision, and its logprobs are
+# the legacy completion shape, not OpenAI's chat one: refused, so the gateway answers 400.
+SUPPORT = table(
+    temperature=Support.NATIVE,
+    top_p=Support.NATIVE,
+    top_k=Support.NATIVE,
+    stop=Support.NATIVE,
+    seed=Support.NATIVE,
+    presence_penalty=Support.NATIVE,
+    frequency_penalty=Support.NATIVE,
+    response_format__json_object=Support.TRANSLATED,
+    response_format__json_schema=Support.TRANSLATED,
+)
+
+# Bounds on a tenant's JSON schema before it becomes a grammar: the converter writes a count
+# like maxItems out as that many nested groups, and llama.cpp's recursive grammar parser
+# (whose failure is a NULL sampler that crashes generation) reads them.
+MAX_SCHEMA_CHARS = 64 * 1024
+MAX_SCHEMA_DEPTH = 32
+MAX_SCHEMA_COUNT = 1000  # minItems, maxItems, minLength, maxLength, ...
+MAX_PATTERN_CHARS = 512
+MAX_GRAMMAR_CHARS = 256 * 1024
+_COUNT_KEYS = frozenset(
+    {"minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties"}
+)
+_QUANTIFIER = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+
+
+def _bad_schema(reason: str) -> UpstreamError:
+    return UpstreamError(
+        f"the local model cannot constrain its output to this JSON schema: {reason}",
+        status=400,
+        retryable=False,
+        server_fault=False,
+    )
+
+
+def _check_schema(node: Any, depth: int = 0) -> None:
+    if depth > MAX_SCHEMA_DEPTH:
+        raise _bad_schema(f"nested deeper than {MAX_SCHEMA_DEPTH} levels")
+    if isinstance(node, list):
+        for item in node:
+            _check_schema(item, depth + 1)
+        return
+    if not isinstance(node, Mapping):
+        return
+    for key, value in node.items():
+        if key in _COUNT_KEYS and isinstance(value, int) and value > MAX_SCHEMA_COUNT:
+            raise _bad_schema(f"{key} above {MAX_SCHEMA_COUNT}")
+        if key == "pattern" and isinstance(value, str):
+            if len(value) > MAX_PATTERN_CHARS:
+                raise _bad_schema(f"a pattern longer than {MAX_PATTERN_CHARS} characters")
+            # Repetitions multiply when nested: bound their product, nested or not.
+            product = 1
+            for low, high in _QUANTIFIER.findall(value):
+                product *= max(int(low), int(high or low), 1)
+                if product > MAX_SCHEMA_COUNT:
+                    raise _bad_schema(f"pattern repetitions above {MAX_SCHEMA_COUNT}")
+        _check_schema(value, depth + 1)
+
+
+def grammar_text(request: CompletionRequest) -> str | None:
+    """The GBNF grammar the request's response format asks for, or None."""
+    rf = request.generation.response_format
+    if rf is None or rf.type == "text":
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    if rf.type == "json_object":
+        return JSON_GBNF
+    _check_schema(rf.schema or {})
+    try:
+        text = json.dumps(rf.schema or {})
+        if len(text) > MAX_SCHEMA_CHARS:
+            raise _bad_schema(f"larger than {MAX_SCHEMA_CHARS} characters")
+        grammar: str = json_schema_to_gbnf(text)
+    except UpstreamError:
+        raise
+    except Exception as exc:  # the converter asserts and raises on what it cannot express
+        raise _bad_schema(f"{type(exc).__name__}: {exc}"[:200]) from exc
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        raise _bad_schema("its grammar would be too large")
+    return grammar
+
+
+def _checked_grammar(llm: Any, grammar: str) -> Any:
+    """A LlamaGrammar llama.cpp can parse. llama.cpp answers a grammar it cannot parse with a
+    NULL sampler, which llama-cpp-python adds to its chain unchecked and generation then
+    dereferences: parse it once here and refuse it instead."""
+    import llama_cpp
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    parsed = LlamaGrammar.from_string(grammar)
+    sampler = llama_cpp.llama_sampler_init_grammar(
+        llm._model.vocab, grammar.encode(), parsed._root.encode()
+    )
+    if not sampler:
+        raise _bad_schema("llama.cpp could not parse the grammar made from it")
+    llama_cpp.llama_sampler_free(sampler)
+    return parsed
 
 
 class LocalLlamaProvider:
@@ -83,15 +185,33 @@ class LocalLlamaProvider:
             )
         return self._llm
 
+    def _settings(self, llm: Any, request: CompletionRequest) -> dict[str, Any]:
+        """create_completion's arguments for the request's settings (under the lock)."""
+        g = request.generation
+        settings: dict[str, Any] = {
+            "max_tokens": request.max_tokens,
+            "temperature": g.temperature if g.temperature is not None else 0.7,
+            # The transcript's own turn markers, then the caller's stop sequences.
+            "stop": STOP + [s for s in g.stop if s not in STOP],
+        }
+        for name, value in (
+            ("top_p", g.top_p),
+            ("top_k", g.top_k),
+            ("seed", g.seed),
+            ("presence_penalty", g.presence_penalty),
+            ("frequency_penalty", g.frequency_penalty),
+        ):
+            if value is not None:
+                settings[name] = value
+        grammar = grammar_text(request)
+        if grammar is not None:
+            settings["grammar"] = _checked_grammar(llm, grammar)
+        return settings
+
     def _generate(self, request: CompletionRequest) -> Completion:
         with self._lock:
             llm = self._load()
-            result = llm.create_completion(
-                transcript(request),
-                max_tokens=request.max_tokens,
-                temperature=request.temperature if request.temperature is not None else 0.7,
-                stop=STOP,
-            )
+            result = llm.create_completion(transcript(request), **self._settings(llm, request))
         choice, usage = result["choices"][0], result["usage"]
         return Completion(
             text=choice["text"].strip(),
@@ -114,13 +234,8 @@ class LocalLlamaProvider:
                     prompt = transcript(request)
                     prompt_tokens = len(llm.tokenize(prompt.encode()))
                     generated, finish = 0, "stop"
-                    for chunk in llm.create_completion(
-                        prompt,
-                        max_tokens=request.max_tokens,
-                        temperature=request.temperature if request.temperature is not None else 0.7,
-                        stop=STOP,
-                        stream=True,
-                    ):
+                    settings = self._settings(llm, request)
+                    for chunk in llm.create_completion(prompt, stream=True, **settings):
                         if cancelled.is_set():
                             break  # the client left: stop generating
                         choice = chunk["choices"][0]

@@ -1048,6 +1048,8 @@ class FakeUpstream:
             problem = "A conversation must start with a user message. Try again."
         elif not model:
             problem = "The provided model identifier is invalid."
+        else:
+            problem = self._bedrock_conversation_problem(body)
         if problem is not None:
             return (
                 self._bedrock_error(400, "ValidationException", problem),
@@ -1064,12 +1066,54 @@ class FakeUpstream:
         return failure, recorded, behaviour, started
 
     @staticmethod
+    def _bedrock_conversation_problem(body: dict[str, Any]) -> str | None:
+        """Two of Converse's own checks, in its words: roles alternate, and toolUse or
+        toolResult blocks come with a toolConfig."""
+        messages = [m for m in body["messages"] if isinstance(m, dict)]
+        roles = [m.get("role") for m in messages]
+        if any(roles[i] == roles[i + 1] for i in range(len(roles) - 1)):
+            return (
+                "A conversation must alternate between user and assistant roles. Make sure "
+                "the conversation alternates between user and assistant roles and try again."
+            )
+        blocks = [b for m in messages for b in m.get("content") or [] if isinstance(b, dict)]
+        if "toolConfig" not in body and any("toolUse" in b or "toolResult" in b for b in blocks):
+            return (
+                "The toolConfig field must be defined when using toolUse and toolResult "
+                "content blocks."
+            )
+        return None
+
+    @staticmethod
     def _bedrock_usage(behaviour: Behaviour) -> dict[str, int]:
-        return {
-            "inputTokens": behaviour.prompt_tokens,
+        # Bedrock's inputTokens leaves out the input read from or written to the prompt
+        # cache (reported beside it); `prompt_tokens` is all of it, as OpenAI counts.
+        read, written = behaviour.cached_read_tokens, behaviour.cached_write_tokens
+        usage = {
+            "inputTokens": max(0, behaviour.prompt_tokens - read - written),
             "outputTokens": behaviour.completion_tokens,
-            "totalTokens": behaviour.prompt_tokens + behaviour.completion_tokens,
+            "totalTokens": max(behaviour.prompt_tokens, read + written)
+            + behaviour.completion_tokens,
         }
+        if read or written:
+            usage |= {"cacheReadInputTokens": read, "cacheWriteInputTokens": written}
+        return usage
+
+    @staticmethod
+    def _bedrock_content(behaviour: Behaviour) -> list[dict[str, Any]]:
+        """The answer's content blocks: its text (if any), then a toolUse block per call."""
+        blocks: list[dict[str, Any]] = [{"text": behaviour.text}] if behaviour.text else []
+        for call in behaviour.tool_calls:
+            blocks.append(
+                {
+                    "toolUse": {
+                        "toolUseId": call.id,
+                        "name": call.name,
+                        "input": json.loads(call.arguments or "{}"),
+                    }
+                }
+            )
+        return blocks
 
     async def _bedrock_converse(self, request: Request) -> Response:
         failure, _, behaviour, started = await self._bedrock_prepare(request)
@@ -1082,7 +1126,9 @@ class FakeUpstream:
             )
         return JSONResponse(
             {
-                "output": {"message": {"role": "assistant", "content": [{"text": behaviour.text}]}},
+                "output": {
+                    "message": {"role": "assistant", "content": self._bedrock_content(behaviour)}
+                },
                 "stopReason": _BEDROCK_STOP[behaviour.finish],
                 "usage": self._bedrock_usage(behaviour),
                 "metrics": {"latencyMs": max(1, int((time.monotonic() - started) * 1000))},
@@ -1116,7 +1162,26 @@ class FakeUpstream:
             yield _bedrock_event(
                 "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}}
             )
-        yield _bedrock_event("contentBlockStop", {"contentBlockIndex": 0})
+        block = 0
+        if behaviour.text or not behaviour.tool_calls:
+            yield _bedrock_event("contentBlockStop", {"contentBlockIndex": 0})
+            block = 1
+        # A toolUse block as ConverseStream sends one: a start with its id and name (text
+        # blocks have none), its input JSON text in pieces, a stop.
+        for index, call in enumerate(behaviour.tool_calls, start=block):
+            yield _bedrock_event(
+                "contentBlockStart",
+                {
+                    "contentBlockIndex": index,
+                    "start": {"toolUse": {"toolUseId": call.id, "name": call.name}},
+                },
+            )
+            for piece in split_text(call.arguments, 3):
+                yield _bedrock_event(
+                    "contentBlockDelta",
+                    {"contentBlockIndex": index, "delta": {"toolUse": {"input": piece}}},
+                )
+            yield _bedrock_event("contentBlockStop", {"contentBlockIndex": index})
         yield _bedrock_event("messageStop", {"stopReason": _BEDROCK_STOP[behaviour.finish]})
         yield _bedrock_event(
             "metadata",

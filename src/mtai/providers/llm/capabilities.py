@@ -39,6 +39,7 @@ FEATURES: tuple[str, ...] = (
     "tool_messages",
     "response_format.json_object",
     "response_format.json_schema",
+    "response_format.with_tools",
     "image_data",
     "image_url",
 )
@@ -76,7 +77,13 @@ MODEL_FLAGS: Mapping[str, frozenset[str]] = {
         }
     ),
     "vision": frozenset({"image_data", "image_url"}),
-    "json_schema": frozenset({"response_format.json_object", "response_format.json_schema"}),
+    "json_schema": frozenset(
+        {
+            "response_format.json_object",
+            "response_format.json_schema",
+            "response_format.with_tools",
+        }
+    ),
 }
 
 

@@ -176,6 +176,10 @@ def features(messages: Sequence[Message], generation: Generation) -> list[str]:
         used.append(f"tool_choice.{g.tool_choice.mode}")
     if g.response_format is not None and g.response_format.type != "text":
         used.append(f"response_format.{g.response_format.type}")
+        if g.tools:
+            # Where JSON output is itself a forced tool call, the caller's tools cannot also be
+            # offered: the pair is a feature of its own.
+            used.append("response_format.with_tools")
     if any(m.tool_calls or m.tool_results for m in messages):
         used.append("tool_messages")
     images = [image for m in messages for image in m.images]

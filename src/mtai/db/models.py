@@ -172,6 +172,10 @@ class LLMModel(Base):
     max_retries: Mapped[int] = mapped_column(Integer)
     fallbacks: Mapped[list[str]] = mapped_column(ARRAY(Text))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    cached_input_price_per_1m: Mapped[Decimal | None] = mapped_column(Numeric(14, 6), nullable=True)
+    cache_write_price_per_1m: Mapped[Decimal | None] = mapped_column(Numeric(14, 6), nullable=True)
+    capabilities: Mapped[dict[str, bool]] = mapped_column(JSONB, default=dict)
+    drop_params: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -248,6 +252,11 @@ class UsageEvent(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     api: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cached_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    end_user: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class UsageDaily(Base):
@@ -263,6 +272,9 @@ class UsageDaily(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)
     completion_tokens: Mapped[int] = mapped_column(BigInteger)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(20, 10))
+    cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class PromptLog(Base):
@@ -277,6 +289,7 @@ class PromptLog(Base):
     response: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tool_calls: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
 
 
 class Collection(Base):

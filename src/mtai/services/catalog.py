@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import tomllib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
-from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from mtai.db.engine import Database
 from mtai.db.repositories import credentials as credentials_repo
@@ -23,6 +24,7 @@ from mtai.db.repositories import models as models_repo
 from mtai.errors import AppError, ConfigurationError, Forbidden, InvalidInput, NotFound
 from mtai.logging import get_logger
 from mtai.providers.egress import EgressPolicy, EgressRefused
+from mtai.providers.llm.capabilities import MODEL_FLAGS
 from mtai.providers.llm.conversation import Usage
 from mtai.providers.llm.registry import Endpoint
 from mtai.services import audit
@@ -68,6 +70,26 @@ class ModelDefinition(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=10)
     fallbacks: list[str] = Field(default_factory=list, max_length=10)
     enabled: bool = True
+    # Prompt-cache prices; absent: cached tokens cost the input price.
+    cached_input_price_per_1m: Decimal | None = Field(
+        default=None, ge=0, le=100_000, decimal_places=6
+    )
+    cache_write_price_per_1m: Decimal | None = Field(
+        default=None, ge=0, le=100_000, decimal_places=6
+    )
+    # What the model itself can do (tools, vision, json_schema); an absent flag is True.
+    capabilities: dict[str, StrictBool] = Field(default_factory=dict)
+    drop_params: bool = False
+
+    @field_validator("capabilities")
+    @classmethod
+    def _known_flags(cls, value: dict[str, bool]) -> dict[str, bool]:
+        unknown = sorted(set(value) - set(MODEL_FLAGS))
+        if unknown:
+            raise ValueError(
+                f"unknown capability {', '.join(unknown)}; known: {', '.join(MODEL_FLAGS)}"
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -113,6 +135,10 @@ class ModelSpec:
             + written * (self.input_price_per_1m if write_price is None else write_price)
             + usage.completion_tokens * self.output_price_per_1m
         ) / Decimal(1_000_000)
+
+
+def _price(value: Decimal | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 DEFAULT_MODELS = [
@@ -173,6 +199,13 @@ class Catalog:
                 max_retries=row.max_retries,
                 fallbacks=tuple(row.fallbacks),
                 enabled=row.enabled,
+                cached_input_price_per_1m=_price(row.cached_input_price_per_1m),
+                cache_write_price_per_1m=_price(row.cache_write_price_per_1m),
+                # Read-only: one spec is shared by every request until the catalog changes.
+                capabilities=MappingProxyType(
+                    {k: v for k, v in row.capabilities.items() if k in MODEL_FLAGS}
+                ),
+                drop_params=row.drop_params,
             )
             for row in rows
         }

@@ -13,7 +13,7 @@ import asyncio
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -82,14 +82,67 @@ def _encode(value: object) -> str:
     raise TypeError(f"cannot spool {type(value).__name__}")
 
 
+def _with_defaults(raw: dict[str, Any], kind: type[Any]) -> None:
+    """Fields added since `raw` was spooled (by an older version) get their defaults."""
+    for f in fields(kind):
+        if f.default is not MISSING:
+            raw.setdefault(f.name, f.default)
+        elif f.default_factory is not MISSING:
+            raw.setdefault(f.name, f.default_factory())
+
+
 def _decode(line: str) -> dict[str, Any]:
     raw: dict[str, Any] = json.loads(line)
     for key in ("tenant_id", "user_id", "api_key_id"):
         raw[key] = uuid.UUID(raw[key]) if raw[key] else None
     raw["cost_usd"] = Decimal(raw["cost_usd"])
     raw["created_at"] = datetime.fromisoformat(raw["created_at"])
-    raw.setdefault("client_request_id", None)  # spooled by a version before it was kept
+    _with_defaults(raw, UsageRecord)
+    if raw["prompt_log"]:
+        _with_defaults(raw["prompt_log"], PromptLogEntry)
     return raw
+
+
+# Counters are INTEGER columns and the end user a VARCHAR(256): one value out of range (a
+# tenant's own upstream can report any usage, a caller can send any `user`) would fail the
+# whole batch on every drain, holding back every tenant's usage. Out-of-range values are
+# clamped and cut instead.
+_COUNTERS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_read_tokens",
+    "cached_write_tokens",
+    "reasoning_tokens",
+    "tool_calls",
+)
+_INT_MAX = 2**31 - 1
+END_USER_MAX = 256
+
+
+def _storable(value: Any) -> Any:
+    """`value` with every string fit for PostgreSQL text and jsonb: no NUL, no lone surrogate
+    (which JSON escapes can carry in from a request or an upstream's answer)."""
+    if isinstance(value, str):
+        value = value.replace("\x00", "")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
+def _event(record: dict[str, Any]) -> dict[str, Any]:
+    event = {k: v for k, v in record.items() if k != "prompt_log"}
+    for key in _COUNTERS:
+        event[key] = min(max(int(event[key]), 0), _INT_MAX)
+    if event["end_user"] is not None:
+        event["end_user"] = _storable(str(event["end_user"]))[:END_USER_MAX]
+    return event
 
 
 def _private(path: str, flags: int) -> int:
@@ -191,7 +244,7 @@ class UsageLedger:
             if gone:
                 log.warning("usage.tenant_deleted", dropped=len(gone))
                 records = [r for r in records if r["tenant_id"] in tenants]
-            events = [{k: v for k, v in r.items() if k != "prompt_log"} for r in records]
+            events = [_event(r) for r in records]
             fresh = await usage_repo.insert_events(session, events)
             await usage_repo.add_to_daily(session, _rollup(fresh))
             fresh_ids = {(row["tenant_id"], row["request_id"]) for row in fresh}
@@ -200,8 +253,9 @@ class UsageLedger:
                     "request_id": r["request_id"],
                     "tenant_id": r["tenant_id"],
                     "model": r["model"],
-                    "prompt": r["prompt_log"]["prompt"],
-                    "response": r["prompt_log"]["response"],
+                    "prompt": _storable(r["prompt_log"]["prompt"]),
+                    "response": _storable(r["prompt_log"]["response"]),
+                    "tool_calls": _storable(r["prompt_log"]["tool_calls"]),
                     "created_at": r["created_at"],
                     "expires_at": r["created_at"]
                     + timedelta(days=r["prompt_log"]["retention_days"]),
@@ -244,6 +298,9 @@ def _rollup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
                 "cost_usd": Decimal(0),
+                "cached_read_tokens": 0,
+                "cached_write_tokens": 0,
+                "reasoning_tokens": 0,
             },
         )
         total["requests"] += 1
@@ -251,4 +308,6 @@ def _rollup(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         total["prompt_tokens"] += row["prompt_tokens"]
         total["completion_tokens"] += row["completion_tokens"]
         total["cost_usd"] += row["cost_usd"]
+        for name in ("cached_read_tokens", "cached_write_tokens", "reasoning_tokens"):
+            total[name] += row[name]
     return list(totals.values())

@@ -24,6 +24,9 @@ class Totals:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: Decimal
+    cached_read_tokens: int  # parts of prompt_tokens
+    cached_write_tokens: int
+    reasoning_tokens: int  # part of completion_tokens
 
 
 def totals(rows: list[UsageDaily]) -> Totals:
@@ -33,6 +36,9 @@ def totals(rows: list[UsageDaily]) -> Totals:
         prompt_tokens=sum(r.prompt_tokens for r in rows),
         completion_tokens=sum(r.completion_tokens for r in rows),
         cost_usd=sum((Decimal(r.cost_usd) for r in rows), Decimal(0)),
+        cached_read_tokens=sum(r.cached_read_tokens for r in rows),
+        cached_write_tokens=sum(r.cached_write_tokens for r in rows),
+        reasoning_tokens=sum(r.reasoning_tokens for r in rows),
     )
 
 

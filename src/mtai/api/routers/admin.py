@@ -52,6 +52,9 @@ class DailyUsageOut(ResponseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: Decimal
+    cached_read_tokens: int
+    cached_write_tokens: int
+    reasoning_tokens: int
 
 
 class UsageTotals(ResponseModel):
@@ -60,6 +63,11 @@ class UsageTotals(ResponseModel):
     prompt_tokens: int
     completion_tokens: int
     cost_usd: Decimal
+    # Of prompt_tokens: read from and written to the provider's prompt cache; of
+    # completion_tokens: spent reasoning.
+    cached_read_tokens: int
+    cached_write_tokens: int
+    reasoning_tokens: int
 
 
 class UsageOut(ResponseModel):
@@ -85,6 +93,11 @@ class UsageEventOut(ResponseModel):
     cached: bool
     api: str
     created_at: datetime
+    cached_read_tokens: int
+    cached_write_tokens: int
+    reasoning_tokens: int
+    tool_calls: int
+    end_user: str | None  # the request's `user`, as the caller gave it
 
 
 class PromptLogOut(ResponseModel):
@@ -92,6 +105,7 @@ class PromptLogOut(ResponseModel):
     model: str
     prompt: list[dict[str, Any]]
     response: str
+    tool_calls: list[dict[str, Any]]  # the answer's calls: id, name, arguments
     created_at: datetime
     expires_at: datetime
 

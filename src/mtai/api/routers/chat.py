@@ -16,6 +16,7 @@ from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
 from mtai.api.schemas import CitationOut, Page, ResponseModel, StrictModel
 from mtai.api.streaming import EventStreamResponse, sse
 from mtai.errors import AppError, InvalidInput
+from mtai.services import model_capabilities
 from mtai.services.chat import ChatTurn
 from mtai.services.gateway import Outcome, RagOptions, cache_status
 
@@ -76,6 +77,8 @@ class ModelOut(ResponseModel):
     input_price_per_1m: Decimal
     output_price_per_1m: Decimal
     is_default: bool = False
+    # tools, vision, json_schema: what requests to this model may use (catalog and provider).
+    capabilities: dict[str, bool] = Field(default_factory=dict)
 
 
 class ConversationOut(ResponseModel):
@@ -197,6 +200,7 @@ async def models(principal: PrincipalDep, runtime: RuntimeDep) -> list[ModelOut]
             input_price_per_1m=s.input_price_per_1m,
             output_price_per_1m=s.output_price_per_1m,
             is_default=s.name == default,
+            capabilities=model_capabilities.effective(s),
         )
         for s in specs
     ]

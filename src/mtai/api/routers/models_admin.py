@@ -28,6 +28,10 @@ class CatalogModelOut(ResponseModel):
     max_retries: int
     fallbacks: list[str]
     enabled: bool
+    cached_input_price_per_1m: Decimal | None
+    cache_write_price_per_1m: Decimal | None
+    capabilities: dict[str, bool]  # the flags as set; absent ones are True
+    drop_params: bool
 
 
 def _out(spec: ModelSpec) -> CatalogModelOut:
@@ -35,10 +39,11 @@ def _out(spec: ModelSpec) -> CatalogModelOut:
         **{
             k: getattr(spec, k)
             for k in CatalogModelOut.model_fields
-            if k not in ("has_api_key", "fallbacks")
+            if k not in ("has_api_key", "fallbacks", "capabilities")
         },
         has_api_key=spec.api_key is not None,
         fallbacks=list(spec.fallbacks),
+        capabilities=dict(spec.capabilities),
     )
 
 

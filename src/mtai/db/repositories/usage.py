@@ -24,7 +24,16 @@ _ADD_TO_DAILY = _DAILY.on_conflict_do_update(
     index_elements=[UsageDaily.tenant_id, UsageDaily.day, UsageDaily.model],
     set_={
         name: getattr(UsageDaily, name) + _DAILY.excluded[name]
-        for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
+        for name in (
+            "requests",
+            "errors",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_usd",
+            "cached_read_tokens",
+            "cached_write_tokens",
+            "reasoning_tokens",
+        )
     },
 )
 

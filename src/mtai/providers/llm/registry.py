@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import uuid
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mtai.providers.egress import EgressPolicy, guarded_client
 from mtai.providers.llm.anthropic import AnthropicProvider
 from mtai.providers.llm.base import LLMProvider
 from mtai.providers.llm.bedrock import BedrockProvider
+from mtai.providers.llm.capabilities import Support
 from mtai.providers.llm.extractive import ExtractiveProvider
 from mtai.providers.llm.local_llama import LocalLlamaProvider
 from mtai.providers.llm.openai_compat import OpenAICompatProvider
@@ -27,6 +29,14 @@ from mtai.providers.llm.openai_compat import OpenAICompatProvider
 DEFAULT_BASE_URLS = {
     "openai": "https://api.openai.com/v1",
     "anthropic": "https://api.anthropic.com",
+}
+# Each catalog provider's support table, for reading capabilities without building an adapter.
+SUPPORT_BY_PROVIDER: dict[str, Mapping[str, Support]] = {
+    "openai": OpenAICompatProvider.support,
+    "anthropic": AnthropicProvider.support,
+    "bedrock": BedrockProvider.support,
+    "local": LocalLlamaProvider.support,
+    "extractive": ExtractiveProvider.support,
 }
 _TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 _LIMITS = httpx.Limits(max_connections=500, max_keepalive_connections=100)

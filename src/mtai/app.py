@@ -13,6 +13,7 @@ from mtai.api import errors
 from mtai.api.middleware import RequestContextMiddleware
 from mtai.api.routers import (
     admin,
+    anthropic_api,
     auth,
     chat,
     credentials,
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits.router,
         chat.router,
         rag.router,
+        anthropic_api.router,
         openai_api.router,
         responses_api.router,
         ui.router,

@@ -39,14 +39,43 @@ _OPENAI_TYPES = {
 }
 
 
+# Anthropic's error types by status (https://docs.anthropic.com/en/api/errors); other 4xx are
+# invalid requests, other 5xx api errors.
+_ANTHROPIC_TYPES = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
+
 def is_openai_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
+
+
+def is_anthropic_path(path: str) -> bool:
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
+
+
+def anthropic_error_body(status: int, detail: str) -> dict[str, Any]:
+    """Anthropic's error shape, so its SDK raises its usual exceptions with our message."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {
+        "type": "error",
+        "error": {"type": kind, "message": detail},
+        "request_id": request_id_var.get(),
+    }
 
 
 def error_body(
     status: int, detail: str, code: str | None = None, *, path: str = "", **extra: Any
 ) -> dict[str, Any]:
     code = code or _STATUS_CODES.get(status, "error")
+    if is_anthropic_path(path):
+        return anthropic_error_body(status, detail)
     if is_openai_path(path):
         # OpenAI's own shape, so its SDKs raise their usual exceptions with our message.
         kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -67,7 +96,9 @@ def error_response(
 ) -> JSONResponse:
     path = request.url.path
     if status == 422 and is_openai_path(path):
-        status = 400  # OpenAI answers invalid requests with 400; its SDKs expect that
+        status = 400  # OpenAI and Anthropic answer invalid requests with 400; SDKs expect that
+    if is_anthropic_path(path) and (request_id := request_id_var.get()):
+        headers = {**(headers or {}), "request-id": request_id}  # where Anthropic's SDK looks
     body = error_body(status, detail, code, path=path, **extra)
     return JSONResponse(body, status_code=status, headers=headers)
 

@@ -467,3 +467,34 @@ async def test_what_bedrock_cannot_take_is_a_clear_client_error_before_any_call(
     assert not caught.value.retryable
     assert not caught.value.server_fault
     assert not [r for r in fake_upstream.requests if r.model == model]
+
+
+async def test_tool_arguments_nested_to_the_stack_limit_are_client_errors_at_every_depth(
+    fake_upstream: FakeUpstream, bedrock: BedrockProvider, model: str
+) -> None:
+    """Arguments JSON parses up to the interpreter's recursion limit, and botocore serializes
+    it a few frames deeper: from the deepest down to the first that goes through, each depth
+    is refused as the caller's error (never a RecursionError escaping as a 500)."""
+    refusals: set[tuple[str, bool, bool]] = set()
+    for depth in range(1000, 0, -1):
+        arguments = '{"a": ' + "[" * depth + "]" * depth + "}"
+        conversation = [
+            Message("user", "Weather?"),
+            Message("assistant", [ToolCall("t1", "get_weather", arguments)]),
+            Message("tool", [ToolResult("t1", (TextPart("18C"),))]),
+        ]
+        try:
+            await bedrock.complete(request(model, conversation, tools=(WEATHER,)))
+        except UpstreamError as exc:
+            refusals.add((str(exc), exc.retryable, exc.server_fault))
+        else:
+            break
+    assert refusals == {
+        (
+            "the arguments of tool call 't1' are not a JSON object; Bedrock takes them only as one",
+            False,
+            False,
+        ),
+        ("the request nests JSON deeper than Bedrock's client can send", False, False),
+    }
+    assert len([r for r in fake_upstream.requests if r.model == model]) == 1

@@ -37,6 +37,18 @@ class UpstreamFailed(AppError):
     code = "upstream_error"
 
 
+class UpstreamRejected(AppError):
+    """The upstream found the request itself invalid (a 4xx other than auth and limits): the
+    caller's to fix, so a 400 that SDKs do not retry, unlike a 502."""
+
+    status_code = 400
+    code = "upstream_rejected_request"
+
+
+# Upstream statuses that judge the request, not the credential or the upstream's health.
+_REQUEST_FAULTS = frozenset({400, 404, 409, 413, 422})
+
+
 class UpstreamUnavailable(AppError):
     status_code = 503
     code = "upstream_unavailable"
@@ -131,6 +143,12 @@ class LLMRouter:
                     error=str(error),
                     detail=error.detail,  # the upstream's own words: for the operator only
                 )
+                if not error.retryable and error.status in _REQUEST_FAULTS:
+                    raise UpstreamRejected(
+                        f"The model's upstream rejected the request as invalid: "
+                        f"{str(error).rstrip('.')}. Check the request's parameters; the "
+                        "operator's logs hold the upstream's answer under this request's id."
+                    )
                 if not error.retryable:
                     raise UpstreamFailed(
                         f"The model's upstream refused the request: {str(error).rstrip('.')}. "

@@ -24,6 +24,7 @@ from mtai.db.models import (
     Invitation,
     Membership,
     ProviderCredential,
+    StoredResponse,
     Tenant,
     User,
 )
@@ -59,6 +60,14 @@ CASES = [
     Case("GET", "/api/v1/chat/conversations/{conversation_id}"),
     Case("DELETE", "/api/v1/chat/conversations/{conversation_id}"),
     Case("POST", "/api/v1/chat/", {"message": "hi", "conversation_id": "{conversation_id}"}),
+    # Stored responses (OpenAI Responses API): not readable, deletable or continuable.
+    Case("GET", "/v1/responses/{response_id}"),
+    Case("DELETE", "/v1/responses/{response_id}"),
+    Case(
+        "POST",
+        "/v1/responses",
+        {"model": "extractive", "input": "hi", "previous_response_id": "{response_id}"},
+    ),
     # Credentials are keyed by provider within the caller's own tenant: B's stay untouched.
     Case("DELETE", "/api/v1/provider-credentials/{provider}"),
     Case(  # a Bedrock key is ACCESS_KEY_ID:SECRET
@@ -159,6 +168,11 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
         messages = (
             await session.execute(select(ChatMessage.id).where(ChatMessage.tenant_id == tenant.id))
         ).all()
+        responses = (
+            await session.execute(
+                select(StoredResponse.id).where(StoredResponse.tenant_id == tenant.id)
+            )
+        ).all()
         documents = (
             await session.execute(
                 select(Document.id, Document.title, Document.status, Document.chunk_count).where(
@@ -188,6 +202,7 @@ async def snapshot(runtime: Runtime, tenant: TenantFixture) -> dict[str, Any]:
         "events": len(events),
         "conversations": sorted(map(tuple, conversations)),
         "messages": len(messages),
+        "responses": sorted(map(tuple, responses)),
         "credentials": sorted(map(tuple, creds)),
         "documents": sorted(map(tuple, documents)),
         "collections": sorted(map(tuple, collections)),
@@ -222,6 +237,10 @@ async def victim(client: httpx.AsyncClient, tenant_b: TenantFixture) -> dict[str
     ready = await wait_done(client, tenant_b.owner, document.json()["id"])
     assert ready["status"] == "ready", ready
     invitation = await invite(client, tenant_b.api_key, f"pending@{tenant_b.slug}.example")
+    stored = await client.post(
+        "/v1/responses", json={"model": "extractive", "input": SECRET}, headers=tenant_b.api_key
+    )
+    assert stored.status_code == 200, stored.text
     return {
         "invitation_id": invitation["id"],
         "tenant_id": tenant_b.id,
@@ -234,6 +253,7 @@ async def victim(client: httpx.AsyncClient, tenant_b: TenantFixture) -> dict[str
         "model": "extractive",
         "collection_id": collection.json()["id"],
         "document_id": document.json()["id"],
+        "response_id": stored.json()["id"],
     }
 
 
@@ -269,7 +289,9 @@ async def test_other_tenants_ids_are_not_found(
         assert response.status_code == case.expect, (name, response.text)
         assert str(tenant_b.id) not in response.text or case.expect == 403
         if case.expect >= 400:
-            assert response.json()["code"].endswith(("not_found", "platform_admin_required"))
+            body = response.json()
+            code = body["error"]["code"] if "error" in body else body["code"]  # /v1: OpenAI's
+            assert code.endswith(("not_found", "platform_admin_required"))
     assert await snapshot(runtime, tenant_b) == before
     # B still works with its own credentials.
     assert (await client.get("/api/v1/auth/me", headers=tenant_b.api_key)).status_code == 200

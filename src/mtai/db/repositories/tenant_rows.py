@@ -28,6 +28,7 @@ TENANT_TABLES: tuple[str, ...] = (
     "provider_credentials",
     "conversations",
     "messages",
+    "stored_responses",
     "rag_collections",
     "rag_documents",
     "rag_chunks",

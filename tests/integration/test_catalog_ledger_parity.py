@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 from alembic import command
 from sqlalchemy import pool, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -28,8 +29,8 @@ from mtai.runtime import Runtime
 from mtai.services.catalog import ModelSpec
 from mtai.services.model_capabilities import CARRIERS
 from mtai.services.usage import PromptLogEntry, UsageRecord
-from tests.conftest import AdminFixture, TenantFixture
-from tests.support.fake_upstreams import FakeUpstream
+from tests.conftest import AdminFixture, TenantFixture, add_model
+from tests.support.fake_upstreams import Behaviour, FakeUpstream
 from tests.support.postgres import fresh_database
 
 
@@ -209,6 +210,63 @@ def test_cost_prices_cache_reads_and_writes_exactly() -> None:
         + Decimal(2_003) * Decimal("3.904321")
         + Decimal(503) * Decimal("15.000001")
     ) / Decimal(1_000_000)
+
+
+# Cached read, cached written, reasoning, as each protocol can report them (OpenAI reports
+# no cache writes).
+REPORTED = {"openai": (600, 0, 10), "anthropic": (600, 200, 0), "bedrock": (600, 200, 0)}
+
+
+@pytest.mark.parametrize("provider", sorted(REPORTED))
+async def test_a_chat_turn_is_priced_and_recorded_with_its_cache_use(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    tenant_a: TenantFixture,
+    provider: str,
+) -> None:
+    """Through the whole pipeline: the provider reports cache use, the catalog prices it, the
+    ledger keeps it."""
+    spec = await add_model(
+        runtime,
+        fake_upstream,
+        provider,
+        cached_input_price_per_1m=Decimal("0.3"),
+        cache_write_price_per_1m=Decimal("3.75"),
+    )
+    read, written, reasoning = REPORTED[provider]
+    fake_upstream.script(
+        spec.upstream_model,
+        Behaviour(
+            prompt_tokens=1_000,
+            completion_tokens=50,
+            cached_read_tokens=read,
+            cached_write_tokens=written,
+            reasoning_tokens=reasoning,
+        ),
+    )
+    response = await client.post(
+        "/api/v1/chat/", json={"message": "hello", "model": spec.name}, headers=tenant_a.member
+    )
+    assert response.status_code == 200, response.text
+    request_id = response.json()["request_id"]
+    for _ in range(50):
+        await runtime.ledger.drain()
+        async with runtime.db.platform() as session:
+            row = await session.get(UsageEvent, (tenant_a.id, request_id))
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None
+    usage = Usage(1_000, 50, read, written, reasoning)
+    assert (row.prompt_tokens, row.completion_tokens) == (1_000, 50)
+    assert (row.cached_read_tokens, row.cached_write_tokens, row.reasoning_tokens) == (
+        read,
+        written,
+        reasoning,
+    )
+    assert row.cost_usd == spec.cost_of(usage) < spec.cost(1_000, 50)
+    assert Decimal(response.json()["cost_usd"]) == spec.cost_of(usage)
 
 
 def record(tenant: TenantFixture, model: str, **fields: Any) -> UsageRecord:

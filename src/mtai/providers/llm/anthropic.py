@@ -76,7 +76,7 @@ SUPPORT = table(
 
 def _refused(message: str) -> UpstreamError:
     """A request this adapter cannot express: the caller's, so no retry and no breaker."""
-    return UpstreamError(message, retryable=False, server_fault=False)
+    return UpstreamError(message, status=400, retryable=False, server_fault=False)
 
 
 def _image(part: ImagePart) -> dict[str, Any]:

@@ -85,7 +85,7 @@ _JSON_TOOL = "json_answer"  # the forced tool of a response format that names no
 
 def _refused(message: str) -> UpstreamError:
     """The request cannot be put to Bedrock: the caller's to change, not the upstream's fault."""
-    return UpstreamError(message, retryable=False, server_fault=False)
+    return UpstreamError(message, status=400, retryable=False, server_fault=False)
 
 
 def _error_code(exc: ClientError) -> str:

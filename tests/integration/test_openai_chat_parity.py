@@ -420,6 +420,12 @@ async def test_what_cannot_be_honoured_is_refused_before_any_upstream_call(
             "unsupported_parameter",
         )
         assert field in error.message
+    legacy: Any = [{"role": "function", "name": "f", "content": "42"}]
+    function_role = await refused(create(model=spec.name, messages=legacy), "unsupported_parameter")
+    assert "'function' role" in function_role.message
+    named: Any = [{"role": "user", "content": "hi", "name": "ada"}]
+    name = await refused(create(model=spec.name, messages=named), "unsupported_parameter")
+    assert "messages[0].name" in name.message
     n = await refused(create(model=spec.name, messages=hi, n=2), "unsupported_parameter")
     assert "n > 1" in n.message
 
@@ -582,6 +588,12 @@ async def test_drop_params_drops_and_says_so(
     events: Any = streamed.parse()
     chunks = [c async for c in events]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    named: Any = [{"role": "user", "content": "hi", "name": "ada"}]
+    renamed = await sdk.chat.completions.with_raw_response.create(
+        model=spec.name, messages=named, extra_body={"drop_params": True}
+    )
+    assert renamed.headers["x-mtai-dropped-params"] == "messages.name"
+    assert "name" not in sent(fake_upstream, spec.upstream_model)["messages"][0]
     plain = await sdk.chat.completions.with_raw_response.create(
         model=spec.name, messages=[{"role": "user", "content": "hi"}]
     )

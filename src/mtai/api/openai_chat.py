@@ -298,7 +298,9 @@ def to_chat_input(
         )
     if body.modalities is not None and "audio" in body.modalities:
         raise UnsupportedParameter("modalities: audio output is not supported.", param="modalities")
-    messages = _messages(body, settings)
+    messages, named = _messages(body, settings)
+    if named:
+        dropped += ("messages.name",)
     rag = (
         RagOptions(collection_ids=body.collection_ids, top_k=body.rag_top_k or settings.rag_top_k)
         if body.use_rag
@@ -436,8 +438,10 @@ def check_schema(schema: Any, where: str) -> None:
             pending.extend((child, depth + 1) for child in children)
 
 
-def _messages(body: ChatCompletionRequest, settings: Settings) -> list[Message]:
+def _messages(body: ChatCompletionRequest, settings: Settings) -> tuple[list[Message], bool]:
+    """The canonical messages, and whether participant names were dropped (drop_params)."""
     images = 0
+    named = False
     out: list[Message] = []
     for index, message in enumerate(body.messages):
         where = f"messages[{index}]"
@@ -446,14 +450,14 @@ def _messages(body: ChatCompletionRequest, settings: Settings) -> list[Message]:
                 f"{where}: the deprecated 'function' role is not supported; use tool messages.",
                 param="messages",
             )
-        if (
-            not isinstance(message, ToolMessage)
-            and message.name is not None
-            and not body.drop_params
-        ):
-            raise UnsupportedParameter(
-                f"{where}.name: participant names are not supported.", param="messages"
-            )
+        if not isinstance(message, ToolMessage) and message.name is not None:
+            if not body.drop_params:
+                raise UnsupportedParameter(
+                    f"{where}.name: participant names are not supported; remove it, or send "
+                    '"drop_params": true.',
+                    param="messages",
+                )
+            named = True
         parts = _parts(message, where, settings)
         images += sum(isinstance(p, ImagePart) for p in parts)
         if images > settings.max_images_per_request:
@@ -470,7 +474,7 @@ def _messages(body: ChatCompletionRequest, settings: Settings) -> list[Message]:
         raise InvalidInput(
             "The last message is the assistant's; end with a user, system or tool message."
         )
-    return out
+    return out, named
 
 
 def _parts(

@@ -611,6 +611,18 @@ async def test_errors_arrive_as_the_sdks_exceptions(
     )
     assert thinking.headers["x-mtai-dropped-params"] == "thinking"
     assert "thinking" not in recorded(fake_upstream, spec.upstream_model).json
+    # Settings that ask for what every answer gets are honoured, not dropped.
+    plain = await api.messages.with_raw_response.create(
+        model=spec.name,
+        max_tokens=10,
+        messages=hi,
+        thinking={"type": "disabled"},
+        service_tier="standard_only",
+        speed="standard",
+    )
+    assert "x-mtai-dropped-params" not in plain.headers
+    with pytest.raises(anthropic.BadRequestError):
+        await api.messages.create(model=spec.name, max_tokens=10, messages=hi, speed="fast")
     async with httpx.AsyncClient() as http:
         malformed = await http.post(
             f"{live_server}/v1/messages",
@@ -732,3 +744,41 @@ async def test_anthropic_base_url_and_x_api_key(
     assert answer.status_code == 200, answer.text
     assert answer.json()["content"] == [{"type": "text", "text": "Hello from the fake upstream."}]
     assert answer.headers["request-id"] == answer.headers["x-request-id"]
+
+
+async def test_client_leaving_mid_stream_stops_the_upstream_and_is_charged(
+    live_server: str, runtime: Runtime, fake_upstream: FakeUpstream, tenant_a: TenantFixture
+) -> None:
+    spec = await add_model(runtime, fake_upstream, "bedrock")
+    fake_upstream.script(
+        spec.upstream_model,
+        Behaviour(kind="slow", text="word " * 6, delay=0.2, completion_tokens=200),
+    )
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream(
+            "POST",
+            f"{live_server}/v1/messages",
+            json={
+                "model": spec.name,
+                "max_tokens": 300,
+                "stream": True,
+                "messages": [{"role": "user", "content": "talk"}],
+            },
+            headers={"x-api-key": tenant_a.key},
+        ) as response,
+    ):
+        request_id = response.headers["request-id"]
+        received = 0
+        async for line in response.aiter_lines():
+            received += '"text_delta"' in line
+            if received >= 3:
+                break
+    deadline = asyncio.get_running_loop().time() + 5
+    while spec.upstream_model not in fake_upstream.cancelled:
+        assert asyncio.get_running_loop().time() < deadline, "the upstream stream was not stopped"
+        await asyncio.sleep(0.05)
+    row = await usage_row(runtime, request_id)
+    assert row.status == "cancelled"
+    assert row.api == "anthropic"
+    assert 3 <= row.completion_tokens < 200

@@ -48,6 +48,13 @@ MAX_URL_CHARS = 8192
 # Request fields mtai cannot honour. These tune how or where an answer is produced, so
 # `drop_params` may drop them...
 _DROPPABLE_FIELDS = ("thinking", "service_tier", "speed", "inference_geo", "diagnostics")
+# Values of those that ask for nothing beyond what every answer gets: no thinking, standard
+# capacity (what `auto` falls back to), standard speed.
+_HONOURED = {
+    "thinking": ({"type": "disabled"},),
+    "service_tier": ("auto", "standard_only"),
+    "speed": ("standard",),
+}
 # ...these give the model capabilities (a code container, MCP servers) it would silently lack.
 _REFUSED_FIELDS = ("container", "mcp_servers")
 _STOP_REASONS = {
@@ -407,7 +414,8 @@ def _fields(reader: _Reader, body: CountTokensRequest) -> ResponseFormat | None:
     """Refuses (or, when allowed, drops) the top-level fields mtai cannot honour; the
     response format `output_config` asks for."""
     for name in (*_DROPPABLE_FIELDS, *_REFUSED_FIELDS):
-        if getattr(body, name, None) is None:
+        value = getattr(body, name, None)
+        if value is None or value in _HONOURED.get(name, ()):
             continue
         if name in _REFUSED_FIELDS:
             raise UnsupportedParameter(

@@ -16,6 +16,7 @@ from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
 from mtai.api.schemas import CitationOut, Page, ResponseModel, StrictModel
 from mtai.api.streaming import EventStreamResponse, sse
 from mtai.errors import AppError, InvalidInput
+from mtai.providers.llm.conversation import Generation
 from mtai.services import model_capabilities
 from mtai.services.chat import ChatTurn
 from mtai.services.gateway import Outcome, RagOptions, cache_status
@@ -41,6 +42,11 @@ class ChatRequest(StrictModel):
         default=None, description="Passages to retrieve (default MTAI_RAG_TOP_K)."
     )
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    stop: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=4, description="Up to 4 sequences that end the answer."
+    )
+    seed: int | None = Field(default=None, description="For repeatable sampling, where honoured.")
     max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
     stream: bool = False
     cache: bool = Field(
@@ -142,7 +148,12 @@ async def chat(
         conversation_id=body.conversation_id,
         model=body.model,
         max_tokens=body.max_tokens,
-        temperature=body.temperature,
+        generation=Generation(
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=tuple(body.stop or ()),
+            seed=body.seed,
+        ),
         use_cache=body.cache and not body.stream,
         rag=RagOptions(
             collection_ids=body.collection_ids,

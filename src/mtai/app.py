@@ -43,6 +43,15 @@ def refuse_unsafe(settings: Settings) -> None:
         raise ConfigurationError(f"Refusing to start in production: {problem}.")
 
 
+# The gateway's chat APIs: their bodies carry images inline, so they get a limit of their own.
+CHAT_PATHS = (
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
@@ -76,7 +85,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_request_bytes,
-        upload_paths={rag.DOCUMENTS_PATH: settings.max_upload_bytes + rag.FORM_OVERHEAD_BYTES},
+        upload_paths={
+            rag.DOCUMENTS_PATH: settings.max_upload_bytes + rag.FORM_OVERHEAD_BYTES,
+            **dict.fromkeys(
+                CHAT_PATHS, max(settings.max_chat_request_bytes, settings.max_request_bytes)
+            ),
+        },
     )
     for router in (
         system.router,

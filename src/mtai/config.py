@@ -262,7 +262,13 @@ class Settings(BaseSettings):
         default=5 * 1024 * 1024,
         ge=1024,
         description="Largest image a chat message may carry as a data URL, decoded (413 above); "
-        "a body holding one must also fit max_request_bytes.",
+        "a body holding one must also fit max_chat_request_bytes.",
+    )
+    max_chat_request_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest body of the gateway's chat APIs (/v1/chat/completions, "
+        "/v1/responses, /v1/messages), which carry images inline (413 above).",
     )
     max_images_per_request: int = Field(
         default=20, ge=0, le=500, description="Images a chat request may carry, history included."

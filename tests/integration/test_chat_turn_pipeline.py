@@ -4,6 +4,7 @@ definitions count towards limits, and the ledger and prompt logs keep tool calls
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from decimal import Decimal
@@ -330,3 +331,33 @@ async def test_grounding_goes_before_the_question_not_between_a_call_and_its_res
     roles = [m["role"] for m in sent["messages"]]
     assert roles == ["system", "user", "assistant", "tool"]
     assert sent["tools"][0]["function"]["name"] == "get_weather"
+
+
+async def test_an_image_larger_than_the_json_body_limit_reaches_the_model(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    tenant_a: TenantFixture,
+) -> None:
+    """Chat bodies carry images inline: a 2 MB image passes where other JSON bodies stop at
+    MTAI_MAX_REQUEST_BYTES, and a body over MTAI_MAX_CHAT_REQUEST_BYTES is a 413."""
+    spec = await add_model(runtime, fake_upstream, "openai")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(2 * 1024 * 1024)
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert len(url) > runtime.settings.max_request_bytes
+
+    def body(image_url: str) -> dict[str, Any]:
+        content = [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": image_url}},
+        ]
+        return {"model": spec.name, "messages": [{"role": "user", "content": content}]}
+
+    headers = {"Authorization": f"Bearer {tenant_a.key}"}
+    answered = await client.post("/v1/chat/completions", json=body(url), headers=headers)
+    assert answered.status_code == 200, answered.text
+    sent = [r for r in fake_upstream.requests if r.model == spec.upstream_model][-1].json
+    assert sent["messages"][0]["content"][1]["image_url"]["url"] == url
+    huge = "data:image/png;base64," + "A" * runtime.settings.max_chat_request_bytes
+    refused = await client.post("/v1/chat/completions", json=body(huge), headers=headers)
+    assert refused.status_code == 413

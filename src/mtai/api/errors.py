@@ -80,7 +80,7 @@ def error_body(
         # OpenAI's own shape, so its SDKs raise their usual exceptions with our message.
         kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return {
-            "error": {"message": detail, "type": kind, "param": None, "code": code},
+            "error": {"message": detail, "type": kind, "param": extra.get("param"), "code": code},
             "request_id": request_id_var.get(),
         }
     return {"detail": detail, "code": code, "request_id": request_id_var.get(), **extra}
@@ -110,7 +110,9 @@ def _location(loc: tuple[Any, ...] | list[Any]) -> str:
 async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else exc.headers
-    return error_response(request, exc.status_code, exc.detail, exc.code, headers=headers)
+    # The request field at fault, where the error names one (OpenAI's `param`).
+    extra = {"param": param} if (param := getattr(exc, "param", None)) else {}
+    return error_response(request, exc.status_code, exc.detail, exc.code, headers=headers, **extra)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -222,14 +222,7 @@ class _Reader:
             self.dropped.append(name)
 
     def block(self, model: type[_Block], raw: _Json, where: str) -> Any:
-        try:
-            parsed = model.model_validate(raw)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ()))
-            raise InvalidInput(
-                f"{where}{'.' + loc if loc else ''}: {first.get('msg', 'invalid')}"
-            ) from None
+        parsed = _validated(model, raw, where)
         if parsed.cache_control is not None:
             self.note("cache_control")
         return parsed

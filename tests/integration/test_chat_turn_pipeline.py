@@ -361,3 +361,22 @@ async def test_an_image_larger_than_the_json_body_limit_reaches_the_model(
     huge = "data:image/png;base64," + "A" * runtime.settings.max_chat_request_bytes
     refused = await client.post("/v1/chat/completions", json=body(huge), headers=headers)
     assert refused.status_code == 413
+
+
+async def test_v1_models_lists_what_each_model_can_take(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    tenant_a: TenantFixture,
+) -> None:
+    able = await add_model(runtime, fake_upstream, "anthropic")
+    blind = await add_model(runtime, fake_upstream, "openai", capabilities={"vision": False})
+    listed = await client.get("/v1/models", headers={"Authorization": f"Bearer {tenant_a.key}"})
+    by_id = {m["id"]: m for m in listed.json()["data"]}
+    assert by_id[able.name]["capabilities"] == {"tools": True, "vision": True, "json_schema": True}
+    assert by_id[blind.name]["capabilities"]["vision"] is False
+    assert by_id["extractive"]["capabilities"] == {
+        "tools": False,
+        "vision": False,
+        "json_schema": False,
+    }

@@ -25,6 +25,7 @@ from mtai.api.openai_chat import (
 )
 from mtai.api.streaming import EventStreamResponse, sse
 from mtai.errors import AppError
+from mtai.services import model_capabilities
 from mtai.services.gateway import cache_status
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
@@ -103,7 +104,17 @@ async def list_models(principal: PrincipalDep, runtime: RuntimeDep) -> dict[str,
     return {
         "object": "list",
         "data": [
-            {"id": s.name, "object": "model", "created": 0, "owned_by": s.provider} for s in specs
+            {
+                "id": s.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": s.provider,
+                # mtai's addition: what requests to the model may use (tools, vision, JSON).
+                "capabilities": model_capabilities.effective(s),
+                "context_window": s.context_window,
+                "max_output_tokens": s.max_output_tokens,
+            }
+            for s in specs
         ],
     }
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
 import pytest
+from openai.types.responses import FunctionToolParam, ResponseFunctionToolCall
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
@@ -23,10 +24,11 @@ from tests.conftest import TenantFixture, add_model
 from tests.integration.test_gateway import usage_row
 from tests.support.fake_upstreams import Behaviour, FakeToolCall, FakeUpstream
 
-WEATHER = {
+WEATHER: FunctionToolParam = {
     "type": "function",
     "name": "get_weather",
     "description": "The weather in a city.",
+    "strict": True,
     "parameters": {
         "type": "object",
         "properties": {"city": {"type": "string"}},
@@ -44,6 +46,10 @@ PIXEL = base64.b64encode(
 
 def sdk(live_server: str, tenant: TenantFixture) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{live_server}/v1", api_key=tenant.key, max_retries=0)
+
+
+def retrieve(client: openai.OpenAI, response_id: str) -> openai.types.responses.Response:
+    return client.responses.retrieve(response_id)
 
 
 def received(fake: FakeUpstream, spec: ModelSpec) -> list[dict[str, Any]]:
@@ -116,27 +122,28 @@ async def test_items_input_with_roles_parts_and_an_image(
     spec = await add_model(runtime, fake_upstream, "openai")
     image = f"data:image/png;base64,{PIXEL}"
 
+    # The SDK's input types are a union of TypedDicts mypy cannot tell apart here.
+    items: list[Any] = [
+        {"role": "developer", "content": "Be exact."},
+        {"role": "user", "content": "What is 2+2?"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "4", "annotations": []}],
+        },
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "And this picture?"},
+                {"type": "input_image", "image_url": image, "detail": "low"},
+            ],
+        },
+    ]
+
     def run() -> openai.types.responses.Response:
         return sdk(live_server, tenant_a).responses.create(
-            model=spec.name,
-            input=[
-                {"role": "developer", "content": "Be exact."},
-                {"role": "user", "content": "What is 2+2?"},
-                {
-                    "type": "message",
-                    "role": "assistant",
-                    "content": [{"type": "output_text", "text": "4", "annotations": []}],
-                },
-                {
-                    "type": "message",
-                    "role": "user",
-                    "content": [
-                        {"type": "input_text", "text": "And this picture?"},
-                        {"type": "input_image", "image_url": image, "detail": "low"},
-                    ],
-                },
-            ],
-            store=False,
+            model=spec.name, input=items, store=False
         )
 
     response = await asyncio.to_thread(run)
@@ -170,7 +177,7 @@ async def test_function_tools_non_streaming(
         return sdk(live_server, tenant_a).responses.create(
             model=spec.name,
             input="Weather in Paris and Oslo?",
-            tools=[WEATHER],  # type: ignore[list-item]
+            tools=[WEATHER],
             tool_choice="required",
             parallel_tool_calls=True,
         )
@@ -212,7 +219,7 @@ async def test_function_tools_streaming_events(
             model=spec.name,
             input="Weather in Lima?",
             tools=[WEATHER],
-            stream=True,  # type: ignore[list-item]
+            stream=True,
         )
         return list(stream)
 
@@ -257,8 +264,9 @@ async def test_function_tools_streaming_events(
     assert final.usage is not None
     assert final.usage.total_tokens == 27
     # The stored response is the one the stream completed with.
-    got = await asyncio.to_thread(sdk(live_server, tenant_a).responses.retrieve, final.id)
+    got = await asyncio.to_thread(retrieve, sdk(live_server, tenant_a), final.id)
     assert got.output_text == "Let me look."
+    assert isinstance(got.output[1], ResponseFunctionToolCall)
     assert got.output[1].call_id == "call_l"
 
 
@@ -273,21 +281,21 @@ async def test_function_call_output_round_trip_stateless_and_stored(
     client = sdk(live_server, tenant_a)
 
     def run() -> tuple[openai.types.responses.Response, ...]:
-        first = client.responses.create(model=spec.name, input="Rome?", tools=[WEATHER])  # type: ignore[list-item]
-        [made] = [i for i in first.output if i.type == "function_call"]
-        answer = {"type": "function_call_output", "call_id": made.call_id, "output": "22C sun"}
+        first = client.responses.create(model=spec.name, input="Rome?", tools=[WEATHER])
+        [made] = [i for i in first.output if isinstance(i, ResponseFunctionToolCall)]
+        answer: Any = {"type": "function_call_output", "call_id": made.call_id, "output": "22C sun"}
         # Continued from the stored response: only the tool's output is sent.
         stored = client.responses.create(
             model=spec.name,
             previous_response_id=first.id,
-            input=[answer],  # type: ignore[list-item]
-            tools=[WEATHER],  # type: ignore[list-item]
+            input=[answer],
+            tools=[WEATHER],
         )
         # Stateless: the whole exchange is sent back as items.
         stateless = client.responses.create(
             model=spec.name,
-            input=[{"role": "user", "content": "Rome?"}, made.model_dump(), answer],  # type: ignore[list-item]
-            tools=[WEATHER],  # type: ignore[list-item]
+            input=[{"role": "user", "content": "Rome?"}, cast(Any, made.model_dump()), answer],
+            tools=[WEATHER],
             store=False,
         )
         return first, stored, stateless
@@ -426,7 +434,7 @@ async def test_delete_and_store_false(
     assert unstored.store is False
     assert await stored_count(runtime, tenant_a) == before + 1
     with pytest.raises(openai.NotFoundError):
-        await asyncio.to_thread(client.responses.retrieve, unstored.id)
+        await asyncio.to_thread(retrieve, client, unstored.id)
     with pytest.raises(openai.NotFoundError):
         await asyncio.to_thread(
             client.responses.create,
@@ -436,7 +444,7 @@ async def test_delete_and_store_false(
         )
     await asyncio.to_thread(client.responses.delete, kept.id)
     with pytest.raises(openai.NotFoundError):
-        await asyncio.to_thread(client.responses.retrieve, kept.id)
+        await asyncio.to_thread(retrieve, client, kept.id)
     with pytest.raises(openai.NotFoundError):
         await asyncio.to_thread(client.responses.delete, kept.id)
     assert await stored_count(runtime, tenant_a) == before
@@ -500,12 +508,12 @@ async def test_other_tenants_and_other_keys_responses_are_not_found(
             assert (await http.delete(f"/responses/{victim}", headers=headers)).status_code == 404
             assert "7741" not in continued.text
         for forged in ("resp_x", "resp_" + "0" * 32, "../admin", "resp_" + "g" * 32):
-            got = await http.get(f"/responses/{forged}", headers=tenant_a.api_key)
-            assert got.status_code == 404, got.text
+            forged_get = await http.get(f"/responses/{forged}", headers=tenant_a.api_key)
+            assert forged_get.status_code == 404, forged_get.text
     assert len(received(fake_upstream, spec)) == calls  # no upstream call was made
     assert await stored_count(runtime, tenant_b) == before
-    got = await asyncio.to_thread(sdk(live_server, tenant_b).responses.retrieve, victim)
-    assert got.output_text == "B's secret is 7741."
+    kept = await asyncio.to_thread(retrieve, sdk(live_server, tenant_b), victim)
+    assert kept.output_text == "B's secret is 7741."
 
 
 async def test_incomplete_when_the_output_limit_is_hit(
@@ -651,6 +659,13 @@ def call(**fields: str) -> dict[str, Any]:
     [
         {"input": []},
         {"input": [{"role": "tool", "content": "x"}]},
+        {"input": [{"role": ["user"], "content": "x"}]},
+        {"input": [{"type": {"a": 1}}]},
+        {"input": [{"role": "user", "content": [["input_text"]]}]},
+        {"input": [{"role": "system", "content": [{"type": "input_image", "image_url": "x"}]}]},
+        {"tools": [{"type": "function", "name": "f", "parameters": "not a schema"}]},
+        {"text": {"format": {"type": "json_schema", "name": "s"}}},
+        {"tool_choice": ["auto"]},
         image("http://10.0.0.1/a.png"),
         image("data:image/png;base64,@@@"),
         image("data:text/html;base64,PGI+"),
@@ -680,4 +695,44 @@ async def test_bad_input_is_a_4xx(
     answer = await post(live_server, tenant_a, {"model": spec.name, "input": "hi", **body})
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.json()["error"]["message"]
+    assert received(fake_upstream, spec) == []
+
+
+async def test_logprobs_when_included(
+    live_server: str, runtime: Runtime, fake_upstream: FakeUpstream, tenant_a: TenantFixture
+) -> None:
+    spec = await add_model(runtime, fake_upstream, "openai")
+    client = sdk(live_server, tenant_a)
+
+    def run() -> tuple[Any, list[Any]]:
+        include: Any = ["message.output_text.logprobs"]
+        plain = client.responses.create(
+            model=spec.name, input="hi", include=include, top_logprobs=2
+        )
+        stream = client.responses.create(
+            model=spec.name, input="hi", include=include, top_logprobs=2, stream=True
+        )
+        return plain, list(stream)
+
+    plain, events = await asyncio.to_thread(run)
+    tokens = plain.output[0].content[0].logprobs
+    assert "".join(t.token for t in tokens) == "Hello from the fake upstream."
+    assert all(len(t.top_logprobs) == 2 for t in tokens)
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert "".join(t.token for d in deltas for t in d.logprobs) == "Hello from the fake upstream."
+    final = events[-1].response.output[0].content[0].logprobs
+    assert [t.token for t in final] == [t.token for t in tokens]
+    for sent in received(fake_upstream, spec):
+        assert (sent["logprobs"], sent["top_logprobs"]) == (True, 2)
+
+
+async def test_too_many_images_are_refused(
+    live_server: str, runtime: Runtime, fake_upstream: FakeUpstream, tenant_a: TenantFixture
+) -> None:
+    spec = await add_model(runtime, fake_upstream, "openai")
+    picture = {"type": "input_image", "image_url": f"data:image/png;base64,{PIXEL}"}
+    many = [{"role": "user", "content": [picture] * (runtime.settings.max_images_per_request + 1)}]
+    refused = await post(live_server, tenant_a, {"model": spec.name, "input": many})
+    assert refused.status_code == 400
+    assert "Too many images" in refused.json()["error"]["message"]
     assert received(fake_upstream, spec) == []

@@ -14,8 +14,6 @@ Shapes follow the `openai` SDK's `types/responses` models, which parse them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import re
 import secrets
@@ -26,7 +24,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mtai.api.openai_chat import check_schema, image_part
 from mtai.api.streaming import sse
+from mtai.config import Settings
 from mtai.errors import AppError, InvalidInput
 from mtai.providers.llm.conversation import (
     Delta,
@@ -35,6 +35,7 @@ from mtai.providers.llm.conversation import (
     Message,
     Part,
     ResponseFormat,
+    Role,
     TextPart,
     ToolCall,
     ToolCallDelta,
@@ -47,12 +48,16 @@ from mtai.services.gateway import ChatInput, Outcome, UnsupportedParameter
 
 MAX_ITEMS = 1000  # input items in one request
 MAX_TOOLS = 128  # OpenAI's own limit on function tools
-MAX_SCHEMA_DEPTH = 32  # nesting of a tool's parameters or a response schema
 MAX_DESCRIPTION_CHARS = 16_384
 MAX_ID_CHARS = 256  # a call_id or an item id
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 _DETAILS = ("low", "high", "auto")
+_ROLES: dict[str, Role] = {
+    "user": "user",
+    "system": "system",
+    "developer": "system",
+    "assistant": "assistant",
+}
 # `include` values whose items mtai never produces (no reasoning items), so asking for them
 # changes nothing; every other value asks for something mtai cannot give.
 _VACUOUS_INCLUDES = frozenset({"reasoning.encrypted_content"})
@@ -118,28 +123,10 @@ def _invalid(param: str, detail: str) -> InvalidInput:
     return InvalidInput(f"'{param}': {detail}")
 
 
-def _depth(value: Any, limit: int) -> int:
-    """How deep `value` nests, counting no further than `limit` + 1."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    deepest = 0
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > limit:
-            return depth
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
 def _schema(value: Any, param: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _invalid(param, "must be a JSON schema object.")
-    if _depth(value, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
-        raise _invalid(param, f"nests deeper than {MAX_SCHEMA_DEPTH} levels.")
-    return value
+    check_schema(value, f"'{param}'")
+    schema: dict[str, Any] = value
+    return schema
 
 
 def _string(item: dict[str, Any], key: str, param: str, limit: int) -> str:
@@ -158,7 +145,7 @@ def _name(item: dict[str, Any], param: str) -> str:
     return name
 
 
-def _image(part: dict[str, Any], param: str) -> ImagePart:
+def _image(part: dict[str, Any], param: str, settings: Settings) -> ImagePart:
     if part.get("file_id") is not None:
         raise _refuse(
             f"{param}.file_id", "files are not supported; send image_url (https or data)."
@@ -169,24 +156,14 @@ def _image(part: dict[str, Any], param: str) -> ImagePart:
     detail = part.get("detail")
     if detail is not None and detail not in _DETAILS:
         raise _invalid(f"{param}.detail", "must be low, high or auto.")
-    image = ImagePart(url, detail)
-    if image.is_data:
-        try:
-            media_type, payload = image.data()
-            base64.b64decode(payload, validate=True)
-        except (ValueError, binascii.Error):
-            raise _invalid(f"{param}.image_url", "is not a valid base64 data URL.") from None
-        if media_type not in _IMAGE_TYPES:
-            raise _invalid(f"{param}.image_url", f"must be one of {', '.join(_IMAGE_TYPES)}.")
-    elif not url.startswith("https://") or len(url) > 8192:
-        raise _invalid(f"{param}.image_url", "must be an https URL or a base64 data URL.")
-    return image
+    return image_part(url, detail, f"'{param}'", settings)
 
 
 def _content(
-    content: Any, param: str, *, assistant: bool, images: bool, limit: int
+    content: Any, param: str, *, assistant: bool, images: bool, settings: Settings
 ) -> list[TextPart | ImagePart]:
     """A message's (or a tool output's) content: a string or a list of parts."""
+    limit = settings.max_message_chars
     if isinstance(content, str):
         if len(content) > limit:
             raise _invalid(param, f"is longer than {limit} characters.")
@@ -204,7 +181,7 @@ def _content(
         elif assistant and kind == "refusal":
             parts.append(TextPart(_string(part, "refusal", where, limit)))
         elif kind == "input_image" and images:
-            parts.append(_image(part, where))
+            parts.append(_image(part, where, settings))
         elif kind in ("input_image", "input_file", "input_audio"):
             raise _refuse(f"{where}.type", f"{kind} is not supported here.")
         else:
@@ -230,43 +207,40 @@ def _call_id(item: dict[str, Any], param: str) -> str:
     return call_id
 
 
-def input_messages(value: str | list[dict[str, Any]] | None, limit: int) -> list[Message]:
+def input_messages(value: str | list[dict[str, Any]] | None, settings: Settings) -> list[Message]:
     """The request's `input` as canonical messages: an assistant message's function calls
     join it (as do calls that follow each other), consecutive outputs share one tool message."""
     if value is None:
         raise InvalidInput("'input' is required: send text or a list of input items.")
+    limit = settings.max_message_chars
     if isinstance(value, str):
         if len(value) > limit:
             raise _invalid("input", f"is longer than {limit} characters.")
         return [Message("user", value)]
     messages: list[Message] = []
 
-    def extend_last(role: str, part: Part) -> None:
+    def extend_last(role: Role, part: Part) -> None:
         if messages and messages[-1].role == role:
-            messages[-1] = Message(messages[-1].role, [*messages[-1].parts, part])
+            messages[-1] = Message(role, [*messages[-1].parts, part])
         else:
-            messages.append(Message("assistant" if role == "assistant" else "tool", [part]))
+            messages.append(Message(role, [part]))
 
     for index, item in enumerate(value):
         where = f"input[{index}]"
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "system", "developer", "assistant"):
+            given = item.get("role")
+            role = _ROLES.get(given) if isinstance(given, str) else None
+            if role is None:
                 raise _invalid(f"{where}.role", "must be user, system, developer or assistant.")
             parts = _content(
                 item.get("content"),
                 f"{where}.content",
                 assistant=role == "assistant",
                 images=role == "user",
-                limit=limit,
+                settings=settings,
             )
-            messages.append(
-                Message(
-                    "user" if role == "user" else "assistant" if role == "assistant" else "system",
-                    parts,
-                )
-            )
+            messages.append(Message(role, parts))
         elif kind == "function_call":
             call = ToolCall(
                 _call_id(item, where), _name(item, where), _arguments(item, where, limit)
@@ -274,7 +248,11 @@ def input_messages(value: str | list[dict[str, Any]] | None, limit: int) -> list
             extend_last("assistant", call)
         elif kind == "function_call_output":
             output = _content(
-                item.get("output"), f"{where}.output", assistant=False, images=True, limit=limit
+                item.get("output"),
+                f"{where}.output",
+                assistant=False,
+                images=True,
+                settings=settings,
             )
             extend_last("tool", ToolResult(_call_id(item, where), tuple(output)))
         elif isinstance(kind, str):
@@ -427,11 +405,12 @@ def _ingress_settings(body: ResponsesRequest) -> tuple[list[str], bool]:
     return refusals.dropped, logprobs
 
 
-def translate(body: ResponsesRequest, history: list[Message], *, limit: int) -> Translated:
+def translate(body: ResponsesRequest, history: list[Message], settings: Settings) -> Translated:
     """The request as a `ChatInput`: instructions first (they are not carried from one
     response to the next), then the stored conversation, then this request's input."""
     dropped, logprobs = _ingress_settings(body)
-    turn_input = input_messages(body.input, limit)
+    limit = settings.max_message_chars
+    turn_input = input_messages(body.input, settings)
     if body.instructions is not None and len(body.instructions) > limit:
         raise _invalid("instructions", f"is longer than {limit} characters.")
     tools = _tools(body.tools, limit)
@@ -447,6 +426,11 @@ def translate(body: ResponsesRequest, history: list[Message], *, limit: int) -> 
         response_format=_response_format(body.text),
     )
     system = [Message("system", body.instructions)] if body.instructions else []
+    images = sum(len(m.images) for m in (*history, *turn_input))
+    if images > settings.max_images_per_request:
+        raise InvalidInput(
+            f"Too many images: at most {settings.max_images_per_request} per request."
+        )
     chat = ChatInput(
         messages=[*system, *history, *turn_input],
         model=body.model,

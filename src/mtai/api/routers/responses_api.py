@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from mtai.api.deps import PrincipalDep, RuntimeDep
+from mtai.api.openai_chat import dropped_header
 from mtai.api.openai_responses import (
     EventStream,
     ResponseHead,
@@ -26,20 +27,10 @@ from mtai.api.openai_responses import (
 from mtai.api.streaming import EventStreamResponse
 from mtai.errors import AppError
 from mtai.providers.llm.conversation import Message
-from mtai.services.gateway import DROPPED_HEADER, Gateway, Outcome, Prepared
+from mtai.services.gateway import Gateway, Outcome
 from mtai.services.responses import ResponsesService, public_id
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
-
-
-def _dropped(prepared: Prepared, ingress: list[str]) -> dict[str, str]:
-    """X-Mtai-Dropped-Params: what the gateway dropped for the model, and the Responses-only
-    settings dropped here."""
-    headers = Gateway.dropped_header(prepared)
-    if ingress:
-        names = [*ingress, *filter(None, headers.get(DROPPED_HEADER, "").split(", "))]
-        headers[DROPPED_HEADER] = ", ".join(names)
-    return headers
 
 
 @router.post("/responses", response_model=None)
@@ -51,9 +42,9 @@ async def create_response(
     history: list[Message] = []
     if body.previous_response_id is not None:
         previous_id, history = await service.history(principal, body.previous_response_id)
-    translated = translate(body, history, limit=runtime.settings.max_message_chars)
+    translated = translate(body, history, runtime.settings)
     prepared = await runtime.gateway.prepare(principal, translated.chat, api="responses")
-    headers = _dropped(prepared, translated.dropped)
+    headers = dropped_header(Gateway.dropped_header(prepared), translated.dropped)
     response_id = uuid.uuid4()
     created = int(time.time())
     store = body.store is not False

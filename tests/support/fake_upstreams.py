@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -1057,13 +1058,36 @@ class FakeUpstream:
                 behaviour,
                 started,
             )
-        behaviour = self._next(model)
+        behaviour = self._forced_bedrock_tool(self._next(model), body)
         failure: Response | None = self._bedrock_failure(behaviour)
         if failure is None and await self._wait_before_answer(
             behaviour, request, model, recorded.stream
         ):
             failure = Response(status_code=499)
         return failure, recorded, behaviour, started
+
+    @staticmethod
+    def _forced_bedrock_tool(behaviour: Behaviour, body: dict[str, Any]) -> Behaviour:
+        """A request that forces a tool (toolChoice {"tool": {"name"}}) and a behaviour without
+        calls is answered by that tool alone, as Bedrock does: its input is the behaviour's
+        text when that is a JSON object, else {"text": text}."""
+        config = body.get("toolConfig")
+        choice = config.get("toolChoice") if isinstance(config, dict) else None
+        forced = choice.get("tool") if isinstance(choice, dict) else None
+        if behaviour.tool_calls or not isinstance(forced, dict):
+            return behaviour
+        try:
+            value = json.loads(behaviour.text)
+        except ValueError:
+            value = None
+        arguments = (
+            behaviour.text if isinstance(value, dict) else json.dumps({"text": behaviour.text})
+        )
+        call = FakeToolCall(
+            str(forced.get("name")), arguments, id=f"tooluse_{uuid.uuid4().hex[:20]}"
+        )
+        finish: Finish = "tool_calls" if behaviour.finish == "stop" else behaviour.finish
+        return dataclasses.replace(behaviour, text="", tool_calls=[call], finish=finish)
 
     @staticmethod
     def _bedrock_conversation_problem(body: dict[str, Any]) -> str | None:

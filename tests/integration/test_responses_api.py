@@ -736,3 +736,32 @@ async def test_too_many_images_are_refused(
     assert refused.status_code == 400
     assert "Too many images" in refused.json()["error"]["message"]
     assert received(fake_upstream, spec) == []
+
+
+async def test_the_sdk_stream_helper_assembles_the_response(
+    live_server: str, runtime: Runtime, fake_upstream: FakeUpstream, tenant_a: TenantFixture
+) -> None:
+    """`responses.stream` rebuilds the response from the events alone: their items, indexes
+    and parts must line up for its final response to equal what mtai stored."""
+    spec = await add_model(runtime, fake_upstream, "openai")
+    answer = '{"city": "Paris", "population": 2100000}'
+    fake_upstream.script(
+        spec.upstream_model,
+        Behaviour(text=answer, tool_calls=[FakeToolCall("get_weather", '{"city": "Paris"}')]),
+    )
+    client = sdk(live_server, tenant_a)
+
+    def run() -> tuple[Any, Any]:
+        with client.responses.stream(
+            model=spec.name, input="Paris?", tools=[WEATHER], text_format=Capital
+        ) as stream:
+            deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+            assert "".join(deltas) == answer
+            final = stream.get_final_response()
+        return final, retrieve(client, final.id)
+
+    final, stored = await asyncio.to_thread(run)
+    assert final.output_parsed == Capital(city="Paris", population=2100000)
+    assert [item.type for item in final.output] == ["message", "function_call"]
+    assert final.output[1].arguments == '{"city": "Paris"}'
+    assert stored.output_text == answer

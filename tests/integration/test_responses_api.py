@@ -765,3 +765,54 @@ async def test_the_sdk_stream_helper_assembles_the_response(
     assert [item.type for item in final.output] == ["message", "function_call"]
     assert final.output[1].arguments == '{"city": "Paris"}'
     assert stored.output_text == answer
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "bedrock"])
+async def test_tools_round_trip_through_every_provider(
+    live_server: str,
+    runtime: Runtime,
+    fake_upstream: FakeUpstream,
+    tenant_a: TenantFixture,
+    provider: str,
+) -> None:
+    """A tool call streamed and not, then its output sent back by previous_response_id, with
+    each upstream protocol's own tool shapes underneath."""
+    spec = await add_model(runtime, fake_upstream, provider)
+    call = FakeToolCall("get_weather", '{"city": "Kyiv"}', id="call_k")
+    fake_upstream.script(spec.upstream_model, Behaviour(text="", tool_calls=[call]))
+    fake_upstream.script(spec.upstream_model, Behaviour(text="Checking.", tool_calls=[call]))
+    fake_upstream.script(spec.upstream_model, Behaviour(text="Snow in Kyiv."))
+    client = sdk(live_server, tenant_a)
+
+    def run() -> tuple[Any, list[Any], Any]:
+        plain = client.responses.create(model=spec.name, input="Kyiv?", tools=[WEATHER])
+        events: list[Any] = list(
+            client.responses.create(model=spec.name, input="Kyiv?", tools=[WEATHER], stream=True)
+        )
+        answer: Any = {"type": "function_call_output", "call_id": "call_k", "output": "-3C snow"}
+        final = client.responses.create(
+            model=spec.name,
+            input=[answer],
+            tools=[WEATHER],
+            previous_response_id=events[-1].response.id,
+        )
+        return plain, events, final
+
+    plain, events, final = await asyncio.to_thread(run)
+    [made] = [i for i in plain.output if isinstance(i, ResponseFunctionToolCall)]
+    assert (made.call_id, made.name, json.loads(made.arguments)) == (
+        "call_k",
+        "get_weather",
+        {"city": "Kyiv"},
+    )
+    streamed = events[-1].response
+    assert streamed.output_text == "Checking."
+    assert [item.type for item in streamed.output] == ["message", "function_call"]
+    arguments = "".join(
+        e.delta for e in events if e.type == "response.function_call_arguments.delta"
+    )
+    assert json.loads(arguments) == {"city": "Kyiv"}
+    assert final.output_text == "Snow in Kyiv."
+    last = json.dumps(received(fake_upstream, spec)[-1])
+    for sent in ("Kyiv?", "Checking.", "call_k", "get_weather", "-3C snow"):
+        assert sent in last

@@ -13,16 +13,21 @@ from typing import Any, cast
 import httpx
 import openai
 import pytest
+from alembic import command
 from openai.types.responses import FunctionToolParam, ResponseFunctionToolCall
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import func, pool, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from mtai.db.engine import async_url
+from mtai.db.migrate import alembic_config
 from mtai.db.models import StoredResponse
 from mtai.runtime import Runtime
 from mtai.services.catalog import ModelSpec
 from tests.conftest import TenantFixture, add_model
 from tests.integration.test_gateway import usage_row
 from tests.support.fake_upstreams import Behaviour, FakeToolCall, FakeUpstream
+from tests.support.postgres import fresh_database
 
 WEATHER: FunctionToolParam = {
     "type": "function",
@@ -816,3 +821,38 @@ async def test_tools_round_trip_through_every_provider(
     last = json.dumps(received(fake_upstream, spec)[-1])
     for sent in ("Kyiv?", "Checking.", "call_k", "get_weather", "-3C snow"):
         assert sent in last
+
+
+_TABLE = text(
+    "SELECT c.relrowsecurity, c.relforcerowsecurity, "
+    "(SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), "
+    "has_table_privilege('mtai_app', 'stored_responses', 'SELECT'), "
+    "has_table_privilege('mtai_app', 'stored_responses', 'INSERT'), "
+    "has_table_privilege('mtai_app', 'stored_responses', 'DELETE'), "
+    "has_table_privilege('mtai_app', 'stored_responses', 'UPDATE') "
+    "FROM pg_class c WHERE c.relname = 'stored_responses'"
+)
+
+
+async def _stored_responses_table(url: str) -> tuple[Any, ...] | None:
+    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(_TABLE)).one_or_none()
+    finally:
+        await engine.dispose()
+    return tuple(row) if row is not None else None
+
+
+async def test_migration_0013_upgrades_downgrades_and_upgrades_again(pg_admin_url: str) -> None:
+    # Row-level security forced with one tenant policy; the app role reads, adds and deletes
+    # stored turns but never rewrites one.
+    expected = (True, True, 1, True, True, True, False)
+    with fresh_database(pg_admin_url) as url:
+        config = alembic_config(url, "mtai_app")
+        await asyncio.to_thread(command.upgrade, config, "0013")
+        assert await _stored_responses_table(url) == expected
+        await asyncio.to_thread(command.downgrade, config, "0012")
+        assert await _stored_responses_table(url) is None
+        await asyncio.to_thread(command.upgrade, config, "0013")
+        assert await _stored_responses_table(url) == expected

@@ -630,11 +630,29 @@ async def test_drop_params_drops_tuning_settings_and_says_so(
             "input": "hi",
             "reasoning": {"effort": "low"},
             "text": {"verbosity": "low"},
+            "include": ["file_search_call.results", "web_search_call.results"],
             "drop_params": True,
         },
     )
     assert dropped.status_code == 200, dropped.text
-    assert dropped.headers["X-Mtai-Dropped-Params"] == "reasoning, text.verbosity"
+    assert dropped.headers["X-Mtai-Dropped-Params"] == "reasoning, text.verbosity, include"
+    # The gateway's drops (what the model's provider cannot do) and this API's share a header.
+    anthropic = await add_model(runtime, fake_upstream, "anthropic")
+    both = await post(
+        live_server,
+        tenant_a,
+        {
+            "model": anthropic.name,
+            "input": "hi",
+            "top_logprobs": 2,
+            "reasoning": {"effort": "low"},
+            "drop_params": True,
+        },
+    )
+    assert both.status_code == 200, both.text
+    assert both.headers["X-Mtai-Dropped-Params"] == "logprobs, reasoning"
+    assert "logprobs" not in json.dumps(received(fake_upstream, anthropic))
+    assert "logprobs" not in both.json()["output"][0]["content"][0]
     # Not droppable: a hosted tool changes what the answer is.
     refused = await post(
         live_server,

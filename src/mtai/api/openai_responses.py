@@ -355,7 +355,8 @@ class _Refusals:
 
     def check(self, param: str, detail: str, *, droppable: bool) -> None:
         if droppable and self.drop:
-            self.dropped.append(param)
+            if param not in self.dropped:
+                self.dropped.append(param)
             return
         hint = " (or send drop_params: true to drop it)" if droppable else ""
         raise _refuse(param, detail + hint)
@@ -365,7 +366,7 @@ def _ingress_settings(body: ResponsesRequest) -> tuple[list[str], bool]:
     """Checks the settings no canonical field holds: (what was dropped, logprobs wanted)."""
     refusals = _Refusals(body.drop_params)
     for name in sorted(body.model_extra or {}):
-        refusals.check(name, "unknown parameter.", droppable=False)
+        refusals.check(name[:64], "unknown parameter.", droppable=False)
     for name in ("conversation", "prompt", "context_management", "moderation"):
         if getattr(body, name) is not None:
             refusals.check(name, "is not supported by mtai.", droppable=False)

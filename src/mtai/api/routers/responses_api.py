@@ -48,6 +48,8 @@ async def create_response(
     response_id = uuid.uuid4()
     created = int(time.time())
     store = body.store is not False
+    # Logprobs are shown only when asked for and not dropped for a model that has none.
+    logprobs = translated.logprobs and "logprobs" not in prepared.dropped
 
     async def save(outcome: Outcome, result: dict[str, Any]) -> None:
         if store:
@@ -67,7 +69,7 @@ async def create_response(
         status, incomplete = status_of(outcome.finish_reason)
         result = head.body(
             status,
-            output_items(outcome, logprobs=translated.logprobs),
+            output_items(outcome, logprobs=logprobs),
             usage=outcome.usage,
             incomplete=incomplete,
             completed_at=int(time.time()),
@@ -78,7 +80,7 @@ async def create_response(
 
     session = await runtime.gateway.open_stream(prepared)
     head = ResponseHead(public_id(response_id), created, session.model.name, translated.echo)
-    stream = EventStream(head, logprobs=translated.logprobs)
+    stream = EventStream(head, logprobs=logprobs)
 
     async def events() -> AsyncGenerator[str, None]:
         for event in stream.start():

@@ -446,3 +446,34 @@ async def test_a_row_nested_beyond_the_parsers_depth_is_refused_not_a_traceback(
     assert "Traceback" not in out, out
     assert "not a readable tenant archive" in out, out
     assert not await tenant_exists(runtime, tenant_a.id)
+
+
+async def test_a_stored_response_cannot_link_to_a_response_outside_the_archive(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    tenant_a: TenantFixture,
+    tenant_b: TenantFixture,
+    tmp_path: Path,
+) -> None:
+    """A forged `previous_id` pointing at tenant B's stored response is refused on import."""
+    ids = []
+    for tenant in (tenant_a, tenant_b):
+        made = await client.post(
+            "/v1/responses",
+            json={"model": "extractive", "input": "hello"},
+            headers={"Authorization": f"Bearer {tenant.key}"},
+        )
+        assert made.status_code == 200, made.text
+        ids.append(made.json()["id"])
+    archive = EditableArchive.load(await export_and_delete(settings, tenant_a, tmp_path / "a"))
+    stored = archive.rows("stored_responses")
+    assert len(stored) == 1
+    victims = await rows(runtime, "stored_responses", tenant_b.id)
+    stored[0]["previous_id"] = str(victims[0]["id"])
+    archive.set_rows("stored_responses", stored)
+    code, out = await import_(settings, archive.save(tmp_path / "crafted"), *TRUST)
+    assert code != 0, out
+    assert "row 1 of stored_responses" in out, out
+    assert "previous_id" in out, out
+    assert not await tenant_exists(runtime, tenant_a.id)

@@ -73,6 +73,7 @@ REFERENCES: dict[str, dict[str, str]] = {
     "messages": {"conversation_id": "conversations"},
     "rag_documents": {"collection_id": "rag_collections"},
     "rag_chunks": {"document_id": "rag_documents", "collection_id": "rag_collections"},
+    "stored_responses": {"previous_id": "stored_responses"},
 }
 # The identity columns an archive carries: never a password hash, never platform rights.
 USER_COLUMNS = ("id", "email", "display_name", "created_at")
@@ -533,7 +534,14 @@ def _checked_rows(
             f"'{slug}' ({tenant_id}). The archive was altered; nothing was imported."
         )
     ids: dict[str, set[str]] = {}
-    for table in ("users", "api_keys", "conversations", "rag_collections", "rag_documents"):
+    for table in (
+        "users",
+        "api_keys",
+        "conversations",
+        "rag_collections",
+        "rag_documents",
+        "stored_responses",
+    ):
         ids[table] = set()
         for number, row in enumerate(rows.get(table, []), 1):
             if not _is_uuid(row.get("id")) or row["id"] in ids[table]:

@@ -209,6 +209,32 @@ async def test_tool_use_non_streaming_and_streaming(
     await api.close()
 
 
+async def test_upstream_arguments_nested_past_the_parser_are_shown_raw(
+    live_server: str, runtime: Runtime, fake_upstream: FakeUpstream, tenant_a: TenantFixture
+) -> None:
+    """An OpenAI-compatible upstream (a tenant's own server) that writes tool arguments nested
+    deeper than Python's JSON parser goes: the answer still arrives, its arguments as the raw
+    text, rather than a RecursionError escaping as a 500 that the SDK would retry and pay for
+    again."""
+    spec = await add_model(runtime, fake_upstream, "openai")
+    arguments = '{"a": ' + "[" * 5000 + "]" * 5000 + "}"
+    fake_upstream.script(
+        spec.upstream_model, Behaviour(tool_calls=[FakeToolCall("get_weather", arguments)])
+    )
+    api = sdk(live_server, tenant_a.key)
+    asked: dict[str, Any] = {
+        "model": spec.name,
+        "max_tokens": 200,
+        "tools": [WEATHER],
+        "messages": [{"role": "user", "content": "Weather?"}],
+    }
+    message = await api.messages.create(**asked)
+    await api.close()
+    use = message.content[-1]
+    assert use.type == "tool_use"
+    assert use.input == {"_raw_arguments": arguments}
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 async def test_tool_result_round_trip(
     provider: str,
@@ -532,6 +558,23 @@ async def test_errors_arrive_as_the_sdks_exceptions(
                         {
                             "type": "image",
                             "source": {"type": "base64", "media_type": "image/png", "data": "%%"},
+                        }
+                    ],
+                }
+            ]
+        },
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {
+                                "type": "base64",
+                                "media_type": "image/png",
+                                "data": "iVB\u00e9",  # not ASCII: a plain ValueError, once a 500
+                            },
                         }
                     ],
                 }

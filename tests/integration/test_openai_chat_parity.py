@@ -442,6 +442,8 @@ async def test_what_cannot_be_honoured_is_refused_before_any_upstream_call(
 
     for url, words in (
         ("data:image/png;base64,!!!not-base64!!!", "not valid base64"),
+        # Not ASCII: binascii raises a plain ValueError there, which used to be a 500.
+        ("data:image/png;base64," + PNG[:8] + "\u00e9" + PNG[8:], "not valid base64"),
         ("data:image/svg+xml;base64,PHN2Zy8+", "not supported"),
         ("data:image/jpeg;base64," + PNG, "not a image/jpeg image"),
         ("data:image/png," + PNG, "data:<image type>;base64"),

@@ -593,6 +593,19 @@ async def post(live_server: str, tenant: TenantFixture, body: dict[str, Any]) ->
         ({"truncation": "disabled"}, "truncation"),
         ({"frobnicate": 1}, "frobnicate"),
         ({"text": {"verbosity": "low"}}, "text.verbosity"),
+        # Keys of a function tool, a tool choice or a text format that mtai would otherwise
+        # ignore (and echo back unchecked): refused by name.
+        ({"tools": [{**WEATHER, "defer_loading": True}]}, "tools[0].defer_loading"),
+        ({"tools": [{**WEATHER, "output_schema": {"type": "string"}}]}, "tools[0].output_schema"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "name": "f", "x": 1}},
+            "tool_choice.x",
+        ),
+        ({"text": {"format": {"type": "json_object", "x": [[1]]}}}, "text.format.x"),
+        (
+            {"text": {"format": {"type": "json_schema", "name": "s", "schema": {}, "y": 1}}},
+            "text.format.y",
+        ),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "item_reference"),
         ({"input": [{"type": "reasoning", "summary": []}]}, "reasoning"),
         (
@@ -691,6 +704,7 @@ def call(**fields: str) -> dict[str, Any]:
         {"tool_choice": ["auto"]},
         image("http://10.0.0.1/a.png"),
         image("data:image/png;base64,@@@"),
+        image("data:image/png;base64,iVBOR\u00e9w0K"),
         image("data:text/html;base64,PGI+"),
         call(arguments="[1"),
         call(arguments="{}", name="bad name!"),

@@ -501,7 +501,7 @@ def _input(call: ToolCall) -> Any:
     something other than a JSON object is shown as such rather than made up."""
     try:
         value = json.loads(call.arguments) if call.arguments.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json parses
         return {"_raw_arguments": call.arguments}
     return value if isinstance(value, dict) else {"_raw_arguments": call.arguments}
 

@@ -548,7 +548,7 @@ def image_part(url: str, detail: str | None, where: str, settings: Settings) -> 
         raise TooLarge(f"{where}: the image is larger than {limit} bytes.")
     try:
         raw = binascii.a2b_base64(payload, strict_mode=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a plain ValueError for non-ASCII characters
         raise InvalidInput(f"{where}: the data URL's payload is not valid base64.") from None
     if len(raw) > limit:
         raise TooLarge(f"{where}: the image is larger than {limit} bytes.")

@@ -62,6 +62,9 @@ _ROLES: dict[str, Role] = {
 # changes nothing; every other value asks for something mtai cannot give.
 _VACUOUS_INCLUDES = frozenset({"reasoning.encrypted_content"})
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# The keys of a function tool and of a JSON schema text format that mtai honours.
+_TOOL_KEYS = frozenset({"type", "name", "description", "parameters", "strict"})
+_SCHEMA_FORMAT_KEYS = frozenset({"type", "name", "schema", "description", "strict"})
 
 
 class ResponsesRequest(BaseModel):
@@ -136,6 +139,14 @@ def _string(item: dict[str, Any], key: str, param: str, limit: int) -> str:
     if len(value) > limit:
         raise _invalid(f"{param}.{key}", f"is longer than {limit} characters.")
     return value
+
+
+def _known(item: dict[str, Any], keys: frozenset[str], param: str) -> None:
+    """Refuses by name a key mtai would otherwise ignore (null is what SDKs send for "not
+    given"); what passes is also what the response object echoes back."""
+    for key in sorted(set(item) - keys):
+        if item[key] is not None:
+            raise _refuse(f"{param}.{key[:64]}", "unknown parameter.")
 
 
 def _name(item: dict[str, Any], param: str) -> str:
@@ -274,6 +285,7 @@ def _tools(value: list[dict[str, Any]] | None, limit: int) -> tuple[ToolSpec, ..
                 f"{where}.type",
                 f"tool type {kind!r} is not supported; only function tools are.",
             )
+        _known(tool, _TOOL_KEYS, where)
         name = _name(tool, where)
         if any(s.name == name for s in specs):
             raise _invalid(f"{where}.name", f"'{name}' is defined twice.")
@@ -305,6 +317,7 @@ def _tool_choice(
     if value in ("auto", "none", "required"):
         choice = ToolChoice(value)  # type: ignore[arg-type]
     elif isinstance(value, dict) and value.get("type") == "function":
+        _known(value, frozenset({"type", "name"}), "tool_choice")
         name = _name(value, "tool_choice")
         if not any(t.name == name for t in tools):
             raise _invalid("tool_choice.name", f"'{name}' is not one of the request's tools.")
@@ -325,12 +338,12 @@ def _response_format(text: dict[str, Any] | None) -> ResponseFormat | None:
     if not isinstance(shape, dict):
         raise _invalid("text.format", "must be an object.")
     kind = shape.get("type")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return ResponseFormat("json_object")
+    if kind in ("text", "json_object"):
+        _known(shape, frozenset({"type"}), "text.format")
+        return None if kind == "text" else ResponseFormat("json_object")
     if kind != "json_schema":
         raise _invalid("text.format.type", "must be text, json_object or json_schema.")
+    _known(shape, _SCHEMA_FORMAT_KEYS, "text.format")
     strict = shape.get("strict")
     if strict is not None and not isinstance(strict, bool):
         raise _invalid("text.format.strict", "must be true or false.")

@@ -181,6 +181,31 @@ async def test_fallbacks_only_to_models_that_support_what_the_request_uses(
             "did not make",
         ),
         ([Message("user", "hi"), Message("assistant", "hello")], "assistant"),
+        (
+            [
+                Message("user", "hi"),
+                Message("assistant", [ToolCall("a", "f", "{}"), ToolCall("b", "f", "{}")]),
+                Message("tool", [ToolResult("a", (TextPart("x"),))]),
+            ],
+            "have no result",
+        ),
+        (
+            [
+                Message("user", "hi"),
+                Message("assistant", [ToolCall("a", "f", "{}")]),
+                Message("user", "never mind"),
+            ],
+            "no result",
+        ),
+        (
+            [
+                Message("user", "hi"),
+                Message("assistant", [ToolCall("a", "f", "{}")]),
+                Message("tool", [ToolResult("a", (TextPart("x"),))]),
+                Message("tool", [ToolResult("a", (TextPart("again"),))]),
+            ],
+            "another result",
+        ),
         ([Message("user", "   ")], "empty"),
     ],
 )

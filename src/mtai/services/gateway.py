@@ -118,19 +118,29 @@ def check_conversation(messages: Sequence[Message]) -> None:
         )
     if last.role in ("user", "system") and not (last.content.strip() or last.images):
         raise InvalidInput("The last message is empty; send a question.")
-    calls: set[str] = set()
+    calls: set[str] = set()  # the open calls of the last assistant message
     for index, message in enumerate(messages):
-        if message.role == "assistant":
-            calls = {call.id for call in message.tool_calls}
-        elif message.role == "tool":
+        if message.role == "tool":
             for result in message.tool_results:
                 if result.call_id not in calls:
                     raise InvalidInput(
                         f"messages[{index}] answers tool call '{result.call_id}', which the "
-                        "assistant message before it did not make."
+                        "assistant message before it did not make (or another result answered)."
                     )
-        else:
-            calls = set()
+                calls.discard(result.call_id)
+            continue
+        if calls:
+            # Every upstream refuses a conversation that moves on with calls unanswered.
+            raise InvalidInput(
+                f"messages[{index}] follows tool calls that have no result: "
+                f"{', '.join(sorted(calls))}. Send a tool message for each call first."
+            )
+        calls = {call.id for call in message.tool_calls} if message.role == "assistant" else set()
+    if calls:
+        raise InvalidInput(
+            f"The tool calls {', '.join(sorted(calls))} have no result; send a tool message "
+            "for each call."
+        )
 
 
 class StreamInterrupted(AppError):

@@ -55,7 +55,8 @@ _TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 SUPPORT = table(
-    temperature=Support.NATIVE,
+    # OpenAI's 0-2 range is cut to Anthropic's 0-1 (what OpenAI clients send, said as such).
+    temperature=Support.TRANSLATED,
     top_p=Support.NATIVE,
     top_k=Support.NATIVE,
     stop=Support.NATIVE,

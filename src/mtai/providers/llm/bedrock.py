@@ -377,7 +377,8 @@ def _piece(call: _Call, index: int, arguments: str) -> Iterator[Delta | ToolCall
 
 
 SUPPORT = table(
-    temperature=Support.NATIVE,
+    # OpenAI's 0-2 range is cut to Converse's 0-1 (said as such in the matrix).
+    temperature=Support.TRANSLATED,
     top_p=Support.NATIVE,
     stop=Support.NATIVE,
     user=Support.TRANSLATED,

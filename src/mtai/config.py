@@ -273,6 +273,20 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(
         default=20, ge=0, le=500, description="Images a chat request may carry, history included."
     )
+    max_conversation_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="Largest conversation a Responses API `previous_response_id` continues: its "
+        "stored turns' input and output, counted as JSON text (400 above). Unset: 4 x "
+        "max_chat_request_bytes.",
+    )
+    responses_retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days a stored Responses API response is kept (and can be retrieved or "
+        "continued) before it is purged.",
+    )
 
     storage_backend: str = Field(
         default="local",
@@ -419,6 +433,11 @@ class Settings(BaseSettings):
         if not url:
             raise ValueError("database_url is not resolved yet")
         return url
+
+    @property
+    def conversation_byte_limit(self) -> int:
+        """max_conversation_bytes, or room for four of the largest requests when unset."""
+        return self.max_conversation_bytes or 4 * self.max_chat_request_bytes
 
     @property
     def is_development(self) -> bool:

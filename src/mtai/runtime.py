@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError
 
@@ -239,7 +240,11 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         local_model_path=settings.local_model_path,
         local_threads=settings.local_model_threads,
     )
-    ledger = UsageLedger(db, settings.data_dir / "usage-spool")
+    ledger = UsageLedger(
+        db,
+        settings.data_dir / "usage-spool",
+        responses_retention=timedelta(days=settings.responses_retention_days),
+    )
     usage = UsageReports(db)
     redis = (
         connect_redis(settings.redis_url, ca_file=settings.redis_ca_file)

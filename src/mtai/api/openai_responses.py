@@ -72,7 +72,9 @@ class ResponsesRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1, max_length=100)
-    input: str | list[dict[str, Any]] | None = Field(default=None, max_length=MAX_ITEMS)
+    # The item count is bounded; a text input is bounded in characters by input_messages (a
+    # max_length on the whole union would cap text at MAX_ITEMS characters too).
+    input: str | Annotated[list[dict[str, Any]], Field(max_length=MAX_ITEMS)] | None = None
     instructions: str | None = None
     tools: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: str | dict[str, Any] | None = None

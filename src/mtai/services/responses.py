@@ -106,36 +106,53 @@ def message_from_json(data: dict[str, Any]) -> Message:
 
 
 class ResponsesService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, max_conversation_bytes: int) -> None:
         self.db = db
+        self.max_conversation_bytes = max_conversation_bytes
 
     async def history(self, principal: Principal, previous: str) -> tuple[uuid.UUID, list[Message]]:
         """The conversation `previous` ends (its row id, and every turn's messages oldest
-        first); 404 unless it is the caller's own stored response."""
+        first); 404 unless it is the caller's own stored response, 400 if it is longer than
+        `max_conversation_bytes` (the walk stops there: a chain of turns holding a whole
+        request each must not be loaded into memory)."""
         principal.require_scope(Scope.CHAT)
         response_id = parse_id(previous)
         if response_id is None:
             raise _not_found(previous, "previous_response_not_found")
         async with self.db.tenant(principal.require_tenant()) as session:
-            rows = await responses_repo.chain(
-                session, response_id, owner_of(principal), limit=MAX_CHAIN
+            turns = await responses_repo.chain(
+                session,
+                response_id,
+                owner_of(principal),
+                limit=MAX_CHAIN,
+                max_bytes=self.max_conversation_bytes,
             )
-        if not rows:
+        if not turns:
             raise _not_found(previous, "previous_response_not_found")
-        oldest = rows[-1]
+        oldest = turns[-1]
+        if oldest.size > self.max_conversation_bytes:
+            raise InvalidInput(
+                f"The conversation of '{public_id(response_id)}' is too large to continue (over "
+                f"{self.max_conversation_bytes} bytes stored); start a new one without "
+                "previous_response_id (send the history you need as input items).",
+                code="conversation_too_large",
+            )
         if oldest.previous_id is not None:
-            if len(rows) >= MAX_CHAIN:
+            if len(turns) >= MAX_CHAIN:
                 raise InvalidInput(
-                    f"The conversation of '{previous}' is longer than {MAX_CHAIN} responses; "
-                    "start a new one (send the history you need as input items)."
+                    f"The conversation of '{public_id(response_id)}' is longer than {MAX_CHAIN} "
+                    "responses; start a new one (send the history you need as input items)."
                 )
             raise NotFound(
-                f"Response '{public_id(oldest.previous_id)}', which '{previous}' continues, "
-                "was deleted: that conversation can no longer be continued.",
+                f"Response '{public_id(oldest.previous_id)}', which "
+                f"'{public_id(response_id)}' continues, was deleted: that conversation can no "
+                "longer be continued.",
                 code="previous_response_not_found",
             )
         messages = [
-            message_from_json(m) for row in reversed(rows) for m in (*row.input, *row.output)
+            message_from_json(m)
+            for turn in reversed(turns)
+            for m in (*(turn.input or ()), *(turn.output or ()))
         ]
         return response_id, messages
 

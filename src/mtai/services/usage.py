@@ -3,8 +3,9 @@
 A request's record is appended to this process's spool file (one JSON line, flushed to the
 kernel at once: it survives the process crashing). A background task moves spooled records
 into Postgres in batches, idempotently (the tenant and the server-made request id are the key),
-together with the daily rollups and, where the tenant allows, the prompt log. Spool files of
-processes that died are claimed and drained by the survivors or by the next start.
+together with the daily rollups and, where the tenant allows, the prompt log; each batch also
+purges expired prompt logs and stored Responses API responses. Spool files of processes that
+died are claimed and drained by the survivors or by the next start.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from mtai.context import client_request_id_var
 from mtai.db.engine import Database
+from mtai.db.repositories import responses as responses_repo
 from mtai.db.repositories import tenants as tenants_repo
 from mtai.db.repositories import usage as usage_repo
 from mtai.logging import get_logger
@@ -161,9 +163,14 @@ def _alive(pid: int) -> bool:
 
 
 class UsageLedger:
-    def __init__(self, db: Database, spool_dir: Path) -> None:
+    def __init__(
+        self, db: Database, spool_dir: Path, *, responses_retention: timedelta = timedelta(days=30)
+    ) -> None:
+        """`responses_retention`: how long stored Responses API responses are kept; the drain
+        purges older ones, as it purges expired prompt logs."""
         self.db = db
         self.spool_dir = spool_dir
+        self.responses_retention = responses_retention
         # Records can hold prompts (prompt logging): only the service's own user reads them.
         spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         spool_dir.chmod(0o700)
@@ -264,7 +271,9 @@ class UsageLedger:
                 if r.get("prompt_log") and (r["tenant_id"], r["request_id"]) in fresh_ids
             ]
             await usage_repo.insert_prompt_logs(session, logs)
-            await usage_repo.purge_prompt_logs(session, datetime.now(UTC))
+            now = datetime.now(UTC)
+            await usage_repo.purge_prompt_logs(session, now)
+            await responses_repo.purge_older_than(session, now - self.responses_retention)
         return len(fresh)
 
     async def run(self, interval: float) -> None:

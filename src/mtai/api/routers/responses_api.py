@@ -27,17 +27,24 @@ from mtai.api.openai_responses import (
 from mtai.api.streaming import EventStreamResponse
 from mtai.errors import AppError
 from mtai.providers.llm.conversation import Message
+from mtai.runtime import Runtime
 from mtai.services.gateway import Gateway, Outcome
 from mtai.services.responses import ResponsesService, public_id
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
 
+def _service(runtime: Runtime) -> ResponsesService:
+    return ResponsesService(
+        runtime.db, max_conversation_bytes=runtime.settings.conversation_byte_limit
+    )
+
+
 @router.post("/responses", response_model=None)
 async def create_response(
     body: ResponsesRequest, principal: PrincipalDep, runtime: RuntimeDep, response: Response
 ) -> Response | dict[str, Any]:
-    service = ResponsesService(runtime.db)
+    service = _service(runtime)
     previous_id: uuid.UUID | None = None
     history: list[Message] = []
     if body.previous_response_id is not None:
@@ -112,12 +119,12 @@ async def create_response(
 async def get_response(
     response_id: str, principal: PrincipalDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    return await ResponsesService(runtime.db).get(principal, response_id)
+    return await _service(runtime).get(principal, response_id)
 
 
 @router.delete("/responses/{response_id}")
 async def delete_response(
     response_id: str, principal: PrincipalDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    await ResponsesService(runtime.db).delete(principal, response_id)
+    await _service(runtime).delete(principal, response_id)
     return {"id": response_id, "object": "response.deleted", "deleted": True}

@@ -52,9 +52,10 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_id", "id", name="stored_responses_tenant_id"),
         sa.CheckConstraint("id <> previous_id", name="stored_responses_not_own_previous"),
     )
-    # Walking a chain reads each link by id (the primary key); listing or purging a tenant's
-    # responses goes by tenant and age.
+    # Walking a chain reads each link by id (the primary key); listing a tenant's responses
+    # goes by tenant and age, purging those past responses_retention_days by age alone.
     op.create_index("stored_responses_listing", "stored_responses", ["tenant_id", "created_at"])
+    op.create_index("stored_responses_age", "stored_responses", ["created_at"])
     enable_tenant_rls("stored_responses")
     grant_app("stored_responses", role, "SELECT, INSERT, DELETE")
 

@@ -499,11 +499,8 @@ def usage_json(usage: Usage) -> dict[str, Any]:
 def _input(call: ToolCall) -> Any:
     """A tool call's arguments as the object Anthropic's `input` is. An upstream that wrote
     something other than a JSON object is shown as such rather than made up."""
-    try:
-        value = json.loads(call.arguments) if call.arguments.strip() else {}
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than json parses
-        return {"_raw_arguments": call.arguments}
-    return value if isinstance(value, dict) else {"_raw_arguments": call.arguments}
+    value = call.arguments_object()
+    return value if value is not None else {"_raw_arguments": call.arguments}
 
 
 def message_json(outcome: Outcome) -> dict[str, Any]:

@@ -14,7 +14,6 @@ Shapes follow the `openai` SDK's `types/responses` models, which parse them.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import time
@@ -202,17 +201,6 @@ def _content(
     return parts
 
 
-def _arguments(item: dict[str, Any], param: str, limit: int) -> str:
-    arguments = _string(item, "arguments", param, limit)
-    try:
-        parsed = json.loads(arguments)
-    except (ValueError, RecursionError):
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise _invalid(f"{param}.arguments", "must be the JSON text of an object.")
-    return arguments
-
-
 def _call_id(item: dict[str, Any], param: str) -> str:
     call_id = item.get("call_id")
     if not isinstance(call_id, str) or not call_id or len(call_id) > MAX_ID_CHARS:
@@ -255,9 +243,10 @@ def input_messages(value: str | list[dict[str, Any]] | None, settings: Settings)
             )
             messages.append(Message(role, parts))
         elif kind == "function_call":
-            call = ToolCall(
-                _call_id(item, where), _name(item, where), _arguments(item, where, limit)
-            )
+            arguments = _string(item, "arguments", where, limit)
+            call = ToolCall(_call_id(item, where), _name(item, where), arguments)
+            if call.arguments_object() is None:
+                raise _invalid(f"{where}.arguments", "must be the JSON text of an object.")
             extend_last("assistant", call)
         elif kind == "function_call_output":
             output = _content(

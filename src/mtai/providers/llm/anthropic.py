@@ -92,16 +92,6 @@ def _image(part: ImagePart) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
 
 
-def _arguments(text: str) -> dict[str, Any]:
-    """A tool call's arguments as the object `tool_use.input` must be; {} for anything else
-    (the ingress validates them; a bad one must not crash the call)."""
-    try:
-        value = json.loads(text) if text.strip() else {}
-    except (ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         # Anthropic refuses empty text blocks; an empty part says nothing anyway.
@@ -113,7 +103,9 @@ def _block(part: Part) -> dict[str, Any] | None:
             "type": "tool_use",
             "id": part.id,
             "name": part.name,
-            "input": _arguments(part.arguments),
+            # {} for arguments that are not an object: the ingress validates them, and a bad
+            # one must not crash the call.
+            "input": part.arguments_object() or {},
         }
     content = [block for p in part.content if (block := _block(p)) is not None]
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": part.call_id}

@@ -155,11 +155,8 @@ def _image(part: ImagePart) -> dict[str, Any]:
 
 def _arguments(call: ToolCall) -> dict[str, Any]:
     """A tool call's arguments as the JSON object Converse's toolUse.input takes."""
-    try:
-        value = json.loads(call.arguments or "{}")
-    except (ValueError, RecursionError):
-        value = None
-    if not isinstance(value, dict):
+    value = call.arguments_object()
+    if value is None:
         raise _refused(
             f"the arguments of tool call {call.id[:64]!r} are not a JSON object; "
             "Bedrock takes them only as one"

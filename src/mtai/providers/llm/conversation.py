@@ -9,6 +9,7 @@ messages: tools, tool choice, response format, sampling, stop sequences, seed, u
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,6 +48,18 @@ class ToolCall:
     id: str
     name: str
     arguments: str
+
+    def arguments_object(self) -> dict[str, Any] | None:
+        """The arguments as the JSON object they should be: {} for blank text (a call without
+        arguments, as some models write it); None for text that is not a JSON object or is
+        nested deeper than the parser goes. Each caller decides what None becomes."""
+        if not self.arguments.strip():
+            return {}
+        try:
+            value = json.loads(self.arguments)
+        except (ValueError, RecursionError):
+            return None
+        return value if isinstance(value, dict) else None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mtai.api.errors import anthropic_error_body
-from mtai.api.openai_chat import check_schema, image_part
+from mtai.api.openai_chat import MAX_URL_CHARS, check_schema, image_part
 from mtai.api.streaming import sse
 from mtai.config import Settings
 from mtai.errors import AppError, InvalidInput
@@ -44,7 +44,6 @@ from mtai.services.gateway import ChatInput, Outcome, UnsupportedParameter
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 _TOOL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,256}$")
 MAX_TOOLS = 512
-MAX_URL_CHARS = 8192
 # Request fields mtai cannot honour. These tune how or where an answer is produced, so
 # `drop_params` may drop them...
 _DROPPABLE_FIELDS = ("thinking", "service_tier", "speed", "inference_geo", "diagnostics")

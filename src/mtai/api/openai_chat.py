@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mtai.config import Settings
-from mtai.errors import InvalidInput, TooLarge
+from mtai.errors import AppError, InvalidInput, TooLarge
 from mtai.providers.llm.conversation import (
     Delta,
     Generation,
@@ -668,6 +668,13 @@ class ChunkWriter:
     def finish(self, reason: str) -> dict[str, Any]:
         return self.chunk({}, reason)
 
+    @staticmethod
+    def error(exc: AppError) -> dict[str, Any]:
+        """What a stream that failed after its status line ends with (OpenAI's error shape)."""
+        return {
+            "error": {"message": exc.detail, "type": "api_error", "param": None, "code": exc.code}
+        }
+
     def usage(self, usage: Usage) -> dict[str, Any]:
         return {
             "id": self.completion_id,
@@ -681,9 +688,10 @@ class ChunkWriter:
 
 
 def dropped_header(gateway_headers: Mapping[str, str], dropped: Sequence[str]) -> dict[str, str]:
-    """The gateway's dropped-parameter header with the fields this ingress dropped added."""
+    """The gateway's dropped-parameter header with the fields this ingress dropped added, each
+    named once; every ingress API builds its header here."""
     headers = dict(gateway_headers)
     if dropped:
-        listed = [p for p in headers.get(DROPPED_HEADER, "").split(",") if p.strip()]
-        headers[DROPPED_HEADER] = ", ".join([*(p.strip() for p in listed), *dropped])
+        listed = [p.strip() for p in headers.get(DROPPED_HEADER, "").split(",") if p.strip()]
+        headers[DROPPED_HEADER] = ", ".join(dict.fromkeys([*listed, *dropped]))
     return headers

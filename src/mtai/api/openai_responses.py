@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mtai.api.openai_chat import check_schema, image_part
+from mtai.api.openai_chat import MAX_TOOLS, NAME_PATTERN, check_schema, image_part
 from mtai.api.streaming import sse
 from mtai.config import Settings
 from mtai.errors import AppError, InvalidInput
@@ -46,10 +46,8 @@ from mtai.providers.llm.conversation import (
 from mtai.services.gateway import ChatInput, Outcome, UnsupportedParameter
 
 MAX_ITEMS = 1000  # input items in one request
-MAX_TOOLS = 128  # OpenAI's own limit on function tools
 MAX_DESCRIPTION_CHARS = 16_384
 MAX_ID_CHARS = 256  # a call_id or an item id
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _DETAILS = ("low", "high", "auto")
 _ROLES: dict[str, Role] = {
     "user": "user",
@@ -152,7 +150,7 @@ def _known(item: dict[str, Any], keys: frozenset[str], param: str) -> None:
 
 def _name(item: dict[str, Any], param: str) -> str:
     name = item.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
         raise _invalid(f"{param}.name", "must be 1-64 letters, digits, '_' or '-'.")
     return name
 

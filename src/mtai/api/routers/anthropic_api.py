@@ -8,7 +8,6 @@ api/errors.py. Translation lives in api/anthropic_messages.py.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header
@@ -16,10 +15,10 @@ from fastapi.responses import JSONResponse, Response
 
 from mtai.api import anthropic_messages as am
 from mtai.api.deps import PrincipalDep, RuntimeDep
-from mtai.api.streaming import EventStreamResponse
-from mtai.errors import AppError, InvalidInput
+from mtai.api.openai_chat import dropped_header
+from mtai.api.streaming import EventStreamResponse, relay
+from mtai.errors import InvalidInput
 from mtai.services import tokenizer
-from mtai.services.gateway import DROPPED_HEADER
 from mtai.services.principal import Scope
 
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -45,13 +44,6 @@ router = APIRouter(
 )
 
 
-def _headers(request_id: str, *dropped: str) -> dict[str, str]:
-    """`request-id` (where Anthropic's SDK finds it) and the dropped-params header naming what
-    the gateway dropped and what this API accepted without forwarding."""
-    names = [name for name in dict.fromkeys(dropped) if name]
-    return {"request-id": request_id, **({DROPPED_HEADER: ", ".join(names)} if names else {})}
-
-
 @router.post("", response_model=None)
 async def create_message(
     body: am.MessagesRequest, principal: PrincipalDep, runtime: RuntimeDep
@@ -59,8 +51,11 @@ async def create_message(
     translated = am.translate(body, runtime.settings)
     gateway = runtime.gateway
     prepared = await gateway.prepare(principal, translated.chat, api="anthropic")
-    by_gateway = gateway.dropped_header(prepared).get(DROPPED_HEADER, "").split(", ")
-    headers = _headers(prepared.request_id, *translated.dropped, *by_gateway)
+    # `request-id` is where Anthropic's SDK finds it.
+    headers = {
+        "request-id": prepared.request_id,
+        **dropped_header(gateway.dropped_header(prepared), translated.dropped),
+    }
     if not body.stream:
         outcome = await gateway.complete(prepared)
         return JSONResponse(am.message_json(outcome), headers=headers)
@@ -70,25 +65,14 @@ async def create_message(
         session.model.name,
         tokenizer.count_messages(prepared.messages) + tokenizer.count_settings(prepared.generation),
     )
-
-    async def events() -> AsyncGenerator[str, None]:
-        for line in stream.start():
-            yield line
-        source = session.events()
-        try:
-            async for event in source:
-                for line in stream.on(event):
-                    yield line
-        except AppError as exc:
-            yield stream.error(exc)
-            return
-        finally:
-            await source.aclose()
-        assert session.outcome is not None
-        for line in stream.finish(session.outcome):
-            yield line
-
-    return EventStreamResponse(events(), headers=headers, on_close=session.aclose)
+    lines = relay(
+        session,
+        opening=stream.start(),
+        on_event=stream.on,
+        on_error=lambda exc: [stream.error(exc)],
+        closing=stream.finish,
+    )
+    return EventStreamResponse(lines, headers=headers, on_close=session.aclose)
 
 
 @router.post("/count_tokens")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncGenerator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
@@ -23,10 +22,9 @@ from mtai.api.openai_chat import (
     dropped_header,
     to_chat_input,
 )
-from mtai.api.streaming import EventStreamResponse, sse
-from mtai.errors import AppError
+from mtai.api.streaming import EventStreamResponse, relay, sse
 from mtai.services import model_capabilities
-from mtai.services.gateway import cache_status
+from mtai.services.gateway import Outcome, cache_status
 
 router = APIRouter(prefix="/v1", tags=["openai-compatible"])
 
@@ -67,35 +65,21 @@ async def chat_completions(
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     writer = ChunkWriter(completion_id, created, session.model.name, bool(body.logprobs))
 
-    async def events() -> AsyncGenerator[str, None]:
-        # With RAG the sources are known before the answer: clients can show them at once.
-        yield sse(writer.start(extra))
-        stream = session.events()
-        try:
-            async for event in stream:
-                for chunk in writer.event(event):
-                    yield sse(chunk)
-        except AppError as exc:
-            yield sse(
-                {
-                    "error": {
-                        "message": exc.detail,
-                        "type": "api_error",
-                        "param": None,
-                        "code": exc.code,
-                    }
-                }
-            )
-            return
-        finally:
-            await stream.aclose()
-        assert session.outcome is not None
-        yield sse(writer.finish(session.outcome.finish_reason))
+    def closing(outcome: Outcome) -> list[str]:
+        lines = [sse(writer.finish(outcome.finish_reason))]
         if include_usage:
-            yield sse(writer.usage(session.outcome.usage))
-        yield sse("[DONE]")
+            lines.append(sse(writer.usage(outcome.usage)))
+        return [*lines, sse("[DONE]")]
 
-    return EventStreamResponse(events(), headers=headers, on_close=session.aclose)
+    lines = relay(
+        session,
+        # With RAG the sources are known before the answer: clients can show them at once.
+        opening=[sse(writer.start(extra))],
+        on_event=lambda event: map(sse, writer.event(event)),
+        on_error=lambda exc: [sse(writer.error(exc))],
+        closing=closing,
+    )
+    return EventStreamResponse(lines, headers=headers, on_close=session.aclose)
 
 
 @router.get("/models")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import anyio
@@ -24,8 +23,7 @@ from mtai.api.openai_responses import (
     status_of,
     translate,
 )
-from mtai.api.streaming import EventStreamResponse
-from mtai.errors import AppError
+from mtai.api.streaming import EventStreamResponse, relay
 from mtai.providers.llm.conversation import Message
 from mtai.runtime import Runtime
 from mtai.services.gateway import Gateway, Outcome
@@ -89,30 +87,18 @@ async def create_response(
     head = ResponseHead(public_id(response_id), created, session.model.name, translated.echo)
     stream = EventStream(head, logprobs=logprobs)
 
-    async def events() -> AsyncGenerator[str, None]:
-        for event in stream.start():
-            yield event
-        answer = session.events()
-        try:
-            async for piece in answer:
-                for event in stream.on(piece):
-                    yield event
-        except AppError as exc:
-            for event in stream.error(exc):
-                yield event
-            return
-        finally:
-            await answer.aclose()
-        assert session.outcome is not None
-        result, closing = stream.finish(session.outcome)
+    async def closing(outcome: Outcome) -> list[str]:
+        result, events = stream.finish(outcome)
         # Stored before response.completed is sent: a client may continue the conversation
         # as soon as it has that event. Shielded: a client leaving now does not undo it.
         with anyio.CancelScope(shield=True):
-            await save(session.outcome, result)
-        for event in closing:
-            yield event
+            await save(outcome, result)
+        return events
 
-    return EventStreamResponse(events(), headers=headers, on_close=session.aclose)
+    lines = relay(
+        session, opening=stream.start(), on_event=stream.on, on_error=stream.error, closing=closing
+    )
+    return EventStreamResponse(lines, headers=headers, on_close=session.aclose)
 
 
 @router.get("/responses/{response_id}")

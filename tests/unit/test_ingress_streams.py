@@ -1,0 +1,130 @@
+"""What the three streaming ingress APIs share, checked without a server: the one relay of a
+gateway stream into event lines (api/streaming.relay) and the one dropped-params header."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from decimal import Decimal
+
+from mtai.api.openai_chat import dropped_header
+from mtai.api.streaming import relay
+from mtai.errors import AppError
+from mtai.providers.llm.conversation import Delta, ToolCallDelta, Usage
+from mtai.services.catalog import ModelSpec
+from mtai.services.gateway import DROPPED_HEADER, Outcome
+
+SPEC = ModelSpec(
+    name="m",
+    provider="openai",
+    upstream_model="m",
+    base_url=None,
+    region=None,
+    api_key=None,
+    context_window=1000,
+    max_output_tokens=100,
+    input_price_per_1m=Decimal(1),
+    output_price_per_1m=Decimal(1),
+    timeout_seconds=1,
+    max_retries=0,
+    fallbacks=(),
+    enabled=True,
+)
+
+
+def outcome(finish_reason: str = "stop") -> Outcome:
+    return Outcome(
+        text="",
+        model=SPEC,
+        usage=Usage(prompt_tokens=3, completion_tokens=2),
+        cost_usd=Decimal(0),
+        latency_ms=1,
+        ttft_ms=1,
+        finish_reason=finish_reason,
+        request_id="r1",
+    )
+
+
+class Answer:
+    """A stream session as relay sees it: pieces, then an outcome, or an error part-way."""
+
+    def __init__(self, pieces: list[Delta | ToolCallDelta], error: AppError | None = None) -> None:
+        self.pieces = pieces
+        self.error = error
+        self.outcome: Outcome | None = None
+        self.closed = False
+
+    async def events(self) -> AsyncGenerator[Delta | ToolCallDelta, None]:
+        try:
+            for piece in self.pieces:
+                yield piece
+            if self.error is not None:
+                raise self.error
+            self.outcome = outcome()
+        finally:
+            self.closed = True
+
+
+async def test_relay_sends_opening_pieces_and_an_awaited_closing_in_order() -> None:
+    answer = Answer([Delta("a"), Delta("b")])
+    stored: list[str] = []
+
+    async def closing(done: Outcome) -> list[str]:
+        stored.append(done.finish_reason)  # e.g. the Responses API storing the answer
+        return [f"end after {stored}"]
+
+    lines = [
+        line
+        async for line in relay(
+            answer,
+            opening=["start"],
+            on_event=lambda e: [e.text] if isinstance(e, Delta) else [],
+            on_error=lambda exc: [f"error {exc.code}"],
+            closing=closing,
+        )
+    ]
+    assert lines == ["start", "a", "b", "end after ['stop']"]
+    assert answer.closed
+
+    synchronous = relay(
+        Answer([]),
+        opening=[],
+        on_event=lambda e: [],
+        on_error=lambda exc: [],
+        closing=lambda done: [done.finish_reason],
+    )
+    assert [line async for line in synchronous] == ["stop"]
+
+
+async def test_relay_ends_with_the_error_event_and_closes_the_answer() -> None:
+    answer = Answer([Delta("a")], AppError("upstream broke", code="upstream_error"))
+    lines = [
+        line
+        async for line in relay(
+            answer,
+            opening=["start"],
+            on_event=lambda e: ["piece"],
+            on_error=lambda exc: [f"error {exc.code}"],
+            closing=lambda done: ["never"],
+        )
+    ]
+    assert lines == ["start", "piece", "error upstream_error"]
+    assert answer.closed
+
+    left = Answer([Delta("a"), Delta("b")])
+    stream = relay(
+        left,
+        opening=[],
+        on_event=lambda e: ["piece"],
+        on_error=lambda exc: [],
+        closing=lambda done: [],
+    )
+    assert await anext(stream) == "piece"
+    await stream.aclose()  # the client went away
+    assert left.closed
+
+
+def test_the_dropped_params_header_names_each_setting_once() -> None:
+    merged = dropped_header({DROPPED_HEADER: "top_k, logprobs"}, ["thinking", "top_k"])
+    assert merged == {DROPPED_HEADER: "top_k, logprobs, thinking"}
+    assert dropped_header({}, ["thinking"]) == {DROPPED_HEADER: "thinking"}
+    assert dropped_header({}, []) == {}

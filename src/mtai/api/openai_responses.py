@@ -595,9 +595,12 @@ class ResponseHead:
 class EventStream:
     """The gateway's stream events as the Responses API's semantic events.
 
-    Items open when their first piece arrives and close when another item starts or the
-    answer ends: text goes into a message item (one output_text part), each tool call into a
-    function_call item whose arguments stream as deltas.
+    Items open when their first piece arrives. Text goes into a message item (one output_text
+    part), which closes when another item starts. Each tool call goes into a function_call
+    item whose arguments stream as deltas; it stays open until the answer ends, since an
+    upstream may interleave the pieces of parallel calls, and a call closed early would miss
+    its later pieces (its `.done` would carry partial arguments). At the end every open item
+    closes, in output order.
     """
 
     def __init__(self, head: ResponseHead, *, logprobs: bool) -> None:
@@ -605,7 +608,7 @@ class EventStream:
         self.logprobs = logprobs
         self.sequence = 0
         self.items: list[dict[str, Any]] = []  # every item so far, in output order
-        self._open: dict[str, Any] | None = None  # the item being written
+        self._text: dict[str, Any] | None = None  # the message item being written
         self._calls: dict[int, dict[str, Any]] = {}  # tool call index -> its item
 
     def _event(self, kind: str, **fields: Any) -> str:
@@ -618,10 +621,7 @@ class EventStream:
         yield self._event("response.created", response=snapshot)
         yield self._event("response.in_progress", response=snapshot)
 
-    def _close(self, status: str) -> Iterator[str]:
-        item, self._open = self._open, None
-        if item is None:
-            return
+    def _close(self, item: dict[str, Any], status: str) -> Iterator[str]:
         index = self.items.index(item)
         item["status"] = status
         if item["type"] == "message":
@@ -644,11 +644,15 @@ class EventStream:
             )
         yield self._event("response.output_item.done", output_index=index, item=item)
 
+    def _close_text(self) -> Iterator[str]:
+        item, self._text = self._text, None
+        if item is not None:
+            yield from self._close(item, "completed")
+
     def _begin_text(self) -> Iterator[str]:
-        yield from self._close("completed")
         item = message_item(item_id("msg"), "", "in_progress", [] if self.logprobs else None)
         self.items.append(item)
-        self._open = item
+        self._text = item
         index = len(self.items) - 1
         added = {**item, "content": []}
         yield self._event("response.output_item.added", output_index=index, item=added)
@@ -664,18 +668,18 @@ class EventStream:
         if isinstance(event, Delta):
             if not event.text:
                 return
-            if self._open is None or self._open["type"] != "message":
+            if self._text is None:
                 yield from self._begin_text()
-            assert self._open is not None
-            part = self._open["content"][0]
+            assert self._text is not None
+            part = self._text["content"][0]
             part["text"] += event.text
             pieces = _logprobs(event.logprobs) if self.logprobs else []
             if self.logprobs:
                 part["logprobs"] += pieces
             yield self._event(
                 "response.output_text.delta",
-                item_id=self._open["id"],
-                output_index=self.items.index(self._open),
+                item_id=self._text["id"],
+                output_index=self.items.index(self._text),
                 content_index=0,
                 delta=event.text,
                 logprobs=pieces,
@@ -683,17 +687,16 @@ class EventStream:
             return
         item = self._calls.get(event.index)
         if item is None:
-            yield from self._close("completed")
+            yield from self._close_text()
             call = ToolCall(event.id or item_id("call"), event.name or "", "")
             item = call_item(item_id("fc"), call, "in_progress")
             self._calls[event.index] = item
             self.items.append(item)
-            self._open = item
             yield self._event(
                 "response.output_item.added", output_index=len(self.items) - 1, item=dict(item)
             )
-        item["arguments"] += event.arguments
-        if event.arguments and item is self._open:
+        if event.arguments:
+            item["arguments"] += event.arguments
             yield self._event(
                 "response.function_call_arguments.delta",
                 item_id=item["id"],
@@ -702,13 +705,19 @@ class EventStream:
             )
 
     def finish(self, outcome: Outcome) -> tuple[dict[str, Any], list[str]]:
-        """The final response object, and the events still to send: what was open closes,
-        then response.completed (or response.incomplete) carries the object."""
+        """The final response object, and the events still to send: every open item closes
+        (only the last can have been cut short), then response.completed (or
+        response.incomplete) carries the object."""
         status, incomplete = status_of(outcome.finish_reason)
         events: list[str] = []
         if not self.items:  # an empty answer is still one (empty) message, as when not streamed
             events += self._begin_text()
-        events += self._close("incomplete" if incomplete else "completed")
+        self._text = None
+        last = self.items[-1]
+        for item in self.items:
+            if item["status"] == "in_progress":
+                cut = incomplete and item is last
+                events += self._close(item, "incomplete" if cut else "completed")
         body = self.head.body(
             status,
             self.items,

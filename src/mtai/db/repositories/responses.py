@@ -91,7 +91,7 @@ async def chain(
         .join(links, links.c.id == StoredResponse.id)
         .order_by(links.c.depth)
     )
-    return [Turn(*row) for row in result.tuples()]
+    return [Turn(*row) for row in result]
 
 
 async def delete_owned(session: AsyncSession, response_id: uuid.UUID, owner: str) -> bool:

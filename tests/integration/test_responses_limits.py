@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -18,8 +17,8 @@ from mtai.db.models import StoredResponse
 from mtai.providers.llm.conversation import Message
 from mtai.runtime import Runtime
 from mtai.services.responses import message_json, public_id
-from mtai.services.usage import UsageRecord
 from tests.conftest import TenantFixture, add_model
+from tests.integration.test_catalog_ledger_parity import record
 from tests.support.fake_upstreams import FakeUpstream
 
 
@@ -95,25 +94,7 @@ async def test_stored_responses_past_their_retention_are_purged_by_the_drain(
     old_id, fresh_id = old.id, fresh.id
     async with runtime.db.tenant(tenant_a.id) as session:
         session.add_all([old, fresh])
-    runtime.ledger.record(
-        UsageRecord(
-            request_id=f"purge-{uuid.uuid4().hex[:6]}",
-            tenant_id=tenant_a.id,
-            user_id=None,
-            api_key_id=None,
-            model="m",
-            provider="openai",
-            prompt_tokens=1,
-            completion_tokens=1,
-            cost_usd=Decimal(0),
-            latency_ms=1,
-            ttft_ms=None,
-            status="ok",
-            error_code=None,
-            api="responses",
-            created_at=now,
-        )
-    )
+    runtime.ledger.record(record(tenant_a, "m"))  # a drain runs only with usage to move
     await runtime.ledger.drain()
 
     async with runtime.db.platform() as session:

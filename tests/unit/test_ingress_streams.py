@@ -14,31 +14,14 @@ from mtai.api.openai_responses import EventStream, ResponseHead
 from mtai.api.streaming import relay
 from mtai.errors import AppError
 from mtai.providers.llm.conversation import Delta, ToolCallDelta, Usage
-from mtai.services.catalog import ModelSpec
 from mtai.services.gateway import DROPPED_HEADER, Outcome
-
-SPEC = ModelSpec(
-    name="m",
-    provider="openai",
-    upstream_model="m",
-    base_url=None,
-    region=None,
-    api_key=None,
-    context_window=1000,
-    max_output_tokens=100,
-    input_price_per_1m=Decimal(1),
-    output_price_per_1m=Decimal(1),
-    timeout_seconds=1,
-    max_retries=0,
-    fallbacks=(),
-    enabled=True,
-)
+from tests.integration.test_catalog_ledger_parity import spec
 
 
 def outcome(finish_reason: str = "stop") -> Outcome:
     return Outcome(
         text="",
-        model=SPEC,
+        model=spec(),
         usage=Usage(prompt_tokens=3, completion_tokens=2),
         cost_usd=Decimal(0),
         latency_ms=1,

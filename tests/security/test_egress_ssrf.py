@@ -223,6 +223,26 @@ async def test_a_tenant_url_cannot_read_internal_answers_back(
     assert "ami-id" not in response.text
 
 
+async def test_an_upstream_verdict_on_the_request_is_a_400_without_its_body(
+    private: tuple[Runtime, httpx.AsyncClient],
+    fake_upstream: FakeUpstream,
+    tenant_b: TenantFixture,
+) -> None:
+    """A 400 judges the request (the client's to fix, not retried by SDKs); its body may still
+    carry what the upstream's network knows, so it stays in the operator's logs."""
+    runtime, client = private
+    spec = await add_model(runtime, fake_upstream, "openai", max_retries=0)
+    async with raw_server(answering("400 Bad Request", SECRET_BODY)) as port:
+        await put_credential(
+            client, tenant_b, "openai", api_key="sk-b", base_url=f"http://127.0.0.1:{port}/v1"
+        )
+        response = await chat(client, tenant_b, spec.name)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "upstream_rejected_request"
+    assert "s3cr3t" not in response.text
+    assert "ami-id" not in response.text
+
+
 async def test_redirects_are_not_followed(
     private: tuple[Runtime, httpx.AsyncClient],
     fake_upstream: FakeUpstream,

@@ -45,8 +45,9 @@ class UpstreamRejected(AppError):
     code = "upstream_rejected_request"
 
 
-# Upstream statuses that judge the request, not the credential or the upstream's health.
-_REQUEST_FAULTS = frozenset({400, 404, 409, 413, 422})
+# Upstream statuses that judge the request, not the credential or the upstream's health. A 404
+# is not one: it means a wrong base URL or upstream model name, the operator's to fix.
+_REQUEST_FAULTS = frozenset({400, 413, 422})
 
 
 class UpstreamUnavailable(AppError):

@@ -17,12 +17,14 @@ import math
 import os
 import secrets
 import shutil
+import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from bench.servers import (
     MODEL,
     UPSTREAM_MODEL,
     MtaiConfig,
+    Provisioned,
     cpu_seconds,
     flush_redis,
     free_port,
@@ -53,6 +56,7 @@ from mtai.services.principal import Scope
 MODES = ("non-streaming", "streaming")
 TARGET_LATENCY_RATIO = 1 / 3  # mtai's added p50 and p99 at most this share of LiteLLM's
 TARGET_THROUGHPUT_RATIO = 2.0  # mtai's throughput at least this multiple of LiteLLM's
+TARGET_BASELINE_TOLERANCE = 0.05  # against a baseline commit: at most this much worse
 PROMPT = "In one sentence: why do gateways add latency?"
 MAX_TOKENS = 64
 LEDGER_SETTLE_SECONDS = 20.0
@@ -69,6 +73,10 @@ class GatewayOptions:
     workers: int = 2  # mtai's and LiteLLM's worker processes: one per core here
     litellm: bool = True
     quiet_timeout: float = 60.0  # before each run: wait this long at most for a quiet machine
+    # Another checkout of mtai (an earlier commit, its own .venv) measured in the same run,
+    # alternating with this one round by round: the before/after of a change on one machine.
+    baseline: Path | None = None
+    rounds: int = 1  # measured runs of each mtai per mode; the median run is reported
 
 
 def request_body(stream: bool) -> Json:
@@ -303,11 +311,60 @@ def litellm_serving(
 # --- the run -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Served:
+    """An mtai server of the run, and the tenant whose key its load uses."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    tenant: Provisioned
+
+
+def baseline_commit(checkout: Path) -> str:
+    out = subprocess.run(  # noqa: S603  # git with fixed arguments
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def baseline_python(checkout: Path) -> str:
+    python = checkout / ".venv" / "bin" / "python"
+    if not python.exists():
+        raise SystemExit(
+            f"{checkout} has no .venv: run `make -C {checkout} .venv/.installed-run` first"
+        )
+    return str(python)
+
+
+async def serve_mtai(
+    stack: ExitStack, config: MtaiConfig, upstream_port: int, label: str, workers: int, python: str
+) -> Served:
+    """An `mtai serve` of `python`'s checkout with a tenant of its own (so each one's ledger
+    can be counted), against the benchmark's database and Redis."""
+    tenant = await provision(config, upstream_port, [Scope.CHAT], label)
+    port = free_port()
+    log = config.data_dir.parent / f"{label}.log"
+    process = stack.enter_context(mtai_serving(config, port, workers, log, python=python))
+    return Served(process, f"http://127.0.0.1:{port}/v1/chat/completions", tenant)
+
+
+def median_run(runs: list[Json]) -> Json:
+    """The round with the median throughput (the lower one of an even count), whole, so its
+    latencies and CPU belong together."""
+    ordered = sorted(runs, key=lambda r: float(r["rps"]))
+    return ordered[(len(ordered) - 1) // 2] | {"rounds": len(runs)}
+
+
 async def run(database_url: str, options: GatewayOptions) -> Json:
     wrk = ensure_wrk()
     litellm = ensure_litellm() if options.litellm else None
+    commit = baseline_commit(options.baseline) if options.baseline else None
     work = Path(tempfile.mkdtemp(prefix="mtai-bench-gateway-"))
     results: dict[str, dict[str, Json]] = {mode: {} for mode in MODES}
+    rounds: dict[str, dict[str, list[Json]]] = {}
     ledger: dict[str, Json] = {}
     try:
         upstream_port = free_port()
@@ -324,30 +381,50 @@ async def run(database_url: str, options: GatewayOptions) -> Json:
 
             config = MtaiConfig(database_url, work / "mtai")
             await flush_redis(config.redis_url)
-            provisioned = await provision(config, upstream_port, [Scope.CHAT], "gateway")
-            port = free_port()
-            with mtai_serving(config, port, options.workers, work / "mtai.log") as server:
-                url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                cpu = CpuSplit(server.pid, upstream.pid, database_url)
+            with ExitStack() as stack:
+                served: dict[str, Served] = {}
+                if options.baseline is not None:
+                    # The same secrets, database and Redis: only the code differs.
+                    served["baseline"] = await serve_mtai(
+                        stack,
+                        replace(config, data_dir=work / "baseline"),
+                        upstream_port,
+                        "gateway-baseline",
+                        options.workers,
+                        baseline_python(options.baseline),
+                    )
+                served["mtai"] = await serve_mtai(
+                    stack, config, upstream_port, "gateway", options.workers, sys.executable
+                )
                 for mode in MODES:
-                    print(f"[bench] gateway: mtai, {mode}", flush=True)
-                    before = sum(
-                        (await ledger_counts(database_url, provisioned.tenant_id)).values()
-                    )
-                    measured = await measure(
-                        wrk, url, provisioned.api_key, mode == "streaming", options, cpu
-                    )
-                    completed = measured["requests"] + measured["warmup"]["requests"]
-                    counts = await settled_counts(
-                        database_url, provisioned.tenant_id, before + completed
-                    )
-                    total = sum(counts.values())
+                    tenant = served["mtai"].tenant.tenant_id
+                    before = sum((await ledger_counts(database_url, tenant)).values())
+                    runs: dict[str, list[Json]] = {name: [] for name in served}
+                    for index in range(options.rounds):
+                        # A B, B A, ...: neither is always the one that runs on a warmer machine.
+                        order = list(served.items())
+                        for name, server in order if index % 2 == 0 else order[::-1]:
+                            print(f"[bench] gateway: {name}, {mode}, round {index + 1}", flush=True)
+                            runs[name].append(
+                                await measure(
+                                    wrk,
+                                    server.url,
+                                    server.tenant.api_key,
+                                    mode == "streaming",
+                                    options,
+                                    CpuSplit(server.process.pid, upstream.pid, database_url),
+                                )
+                            )
+                    completed = sum(r["requests"] + r["warmup"]["requests"] for r in runs["mtai"])
+                    counts = await settled_counts(database_url, tenant, before + completed)
                     ledger[mode] = {
                         "completed_by_wrk": completed,
-                        "recorded": total - before,
+                        "recorded": sum(counts.values()) - before,
                         "by_status_cumulative": counts,
                     }
-                    results[mode]["mtai"] = measured
+                    for name, measured in runs.items():
+                        results[mode][name] = median_run(measured)
+                    rounds[mode] = runs
 
             if litellm is not None:
                 port = free_port()
@@ -364,7 +441,7 @@ async def run(database_url: str, options: GatewayOptions) -> Json:
                         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return summarize(options, results, ledger)
+    return summarize(options, results, ledger, rounds, commit)
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -382,15 +459,89 @@ def _ratio(a: float, b: float) -> float:
     return a / b
 
 
-def summarize(options: GatewayOptions, results: dict[str, dict[str, Json]], ledger: Json) -> Json:
+def cpu_ms_per_request(run: Json) -> float:
+    return float(run["cores"]["gateway"]) * 1000 / max(float(run["rps"]), 1e-9)
+
+
+def _baseline_rows(
+    direct: Json, runs: dict[str, list[Json]]
+) -> tuple[list[list[str]], dict[str, float]]:
+    """Round by round, the baseline and this commit side by side, and the median of each
+    round's ratio (this commit / baseline): a round's two runs met the same machine."""
+    figures: dict[str, list[float]] = {"rps": [], "p50": [], "p99": [], "cpu": []}
+    rows = []
+    for index, (base, ours) in enumerate(zip(runs["baseline"], runs["mtai"], strict=True)):
+        ratios = {
+            "rps": _ratio(ours["rps"], base["rps"]),
+            "p50": _ratio(_added(ours, direct, "p50"), _added(base, direct, "p50")),
+            "p99": _ratio(_added(ours, direct, "p99"), _added(base, direct, "p99")),
+            "cpu": _ratio(cpu_ms_per_request(ours), cpu_ms_per_request(base)),
+        }
+        for key, value in ratios.items():
+            figures[key].append(value)
+        rows.append(
+            [
+                str(index + 1),
+                f"{base['rps']:.0f} / {ours['rps']:.0f} ({ratios['rps']:.3f})",
+                f"+{_added(base, direct, 'p50'):.1f} / +{_added(ours, direct, 'p50'):.1f} "
+                f"({ratios['p50']:.3f})",
+                f"+{_added(base, direct, 'p99'):.1f} / +{_added(ours, direct, 'p99'):.1f} "
+                f"({ratios['p99']:.3f})",
+                f"{cpu_ms_per_request(base):.2f} / {cpu_ms_per_request(ours):.2f} "
+                f"({ratios['cpu']:.3f})",
+            ]
+        )
+    medians = {key: statistics.median(values) for key, values in figures.items()}
+    rows.append(
+        [
+            "median ratio",
+            f"{medians['rps']:.3f}",
+            f"{medians['p50']:.3f}",
+            f"{medians['p99']:.3f}",
+            f"{medians['cpu']:.3f}",
+        ]
+    )
+    return rows, medians
+
+
+def _baseline_targets(mode: str, commit: str, medians: dict[str, float], n: int) -> list[Json]:
+    tolerance = TARGET_BASELINE_TOLERANCE
+    return [
+        target(
+            f"{mode}: mtai's throughput vs the baseline {commit} (median of {n} paired rounds)",
+            f">= {1 - tolerance:.2f} x",
+            f"{medians['rps']:.3f} x",
+            medians["rps"] >= 1 - tolerance,
+        ),
+        *(
+            target(
+                f"{mode}: mtai's added latency at {p} vs the baseline {commit} "
+                f"(median of {n} paired rounds)",
+                f"<= {1 + tolerance:.2f} x",
+                f"{medians[p]:.3f} x",
+                medians[p] <= 1 + tolerance,
+            )
+            for p in ("p50", "p99")
+        ),
+    ]
+
+
+def summarize(
+    options: GatewayOptions,
+    results: dict[str, dict[str, Json]],
+    ledger: Json,
+    rounds: dict[str, dict[str, list[Json]]],
+    commit: str | None,
+) -> Json:
     tables: list[Json] = []
     targets: list[Json] = []
     findings: list[str] = []
+    names = NAMES | {"baseline": f"mtai at {commit} (baseline)"}
     for mode in MODES:
         by = results[mode]
         direct = by["direct"]
         rows = []
-        for name in ("direct", "mtai", "litellm"):
+        for name in ("direct", "baseline", "mtai", "litellm"):
             if name not in by:
                 continue
             r = by[name]
@@ -403,7 +554,7 @@ def summarize(options: GatewayOptions, results: dict[str, dict[str, Json]], ledg
             )
             rows.append(
                 [
-                    NAMES[name],
+                    names[name],
                     f"{r['rps']:.0f}",
                     f"{lat['p50']:.1f}",
                     f"{lat['p95']:.1f}",
@@ -428,6 +579,22 @@ def summarize(options: GatewayOptions, results: dict[str, dict[str, Json]], ledg
                 ),
             )
         )
+        if commit is not None:
+            paired, medians = _baseline_rows(direct, rounds[mode])
+            tables.append(
+                table(
+                    f"{mode.capitalize()}: mtai against the baseline {commit}, paired rounds "
+                    "(baseline / this commit (ratio))",
+                    ["round", "req/s", "added p50 ms", "added p99 ms", "gateway CPU ms/request"],
+                    paired,
+                    "Each round measures the baseline and this commit one right after the "
+                    "other (the order alternates from round to round); the ratio is this "
+                    "commit's figure over the baseline's, so a throughput ratio below 1 or a "
+                    "latency or CPU ratio above 1 is a regression. The median of the rounds' "
+                    "ratios is what the targets judge.",
+                )
+            )
+            targets.extend(_baseline_targets(mode, commit, medians, len(rounds[mode]["mtai"])))
         if "mtai" in by and "litellm" in by:
             mtai, lite = by["mtai"], by["litellm"]
             for p in ("p50", "p99"):
@@ -473,7 +640,7 @@ def summarize(options: GatewayOptions, results: dict[str, dict[str, Json]], ledg
             cpu_rows.append(
                 [
                     mode,
-                    NAMES[name],
+                    names[name],
                     f"{c['gateway']:.2f}" if name != "direct" else "",
                     f"{c['upstream']:.2f}",
                     f"{c['wrk']:.2f}",
@@ -575,14 +742,31 @@ def summarize(options: GatewayOptions, results: dict[str, dict[str, Json]], ledg
             "local model cost map (offline).",
             "Everything runs on the same machine and shares its cores: wrk, the upstream, the "
             "gateway, PostgreSQL and Redis. The CPU table shows how the cores were spent.",
+            *(
+                [
+                    f"Baseline: mtai at commit {commit}, another checkout with its own venv, "
+                    "served beside this commit's mtai (both started before the first round, "
+                    "same secrets, database, Redis and upstream, a tenant each) and measured "
+                    f"alternately, {options.rounds} rounds per mode (the baseline first in odd "
+                    "rounds, this commit first in even ones); each mtai's table row is its "
+                    "median round by throughput. The database carries this commit's "
+                    "migrations; the baseline ignores the columns it does not know."
+                ]
+                if commit is not None
+                else []
+            ),
         ],
         "tables": tables,
         "targets": targets,
         "findings": findings,
         "data": {
-            "options": {k: getattr(options, k) for k in options.__dataclass_fields__},
+            "options": {
+                k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()
+            },
             "results": results,
             "ledger": ledger,
+            "rounds": rounds,
+            "baseline_commit": commit,
             "litellm_version": LITELLM_VERSION if options.litellm else None,
         },
     }

@@ -33,6 +33,16 @@ removes the directory at the end. The gateway and process benchmarks also need R
 127.0.0.1:6379 (they flush only its database 7; `MTAI_BENCH_REDIS_URL` overrides it). Raw
 numbers: `bench/results/rag.json`, `gateway.json` and `processes.json`.
 
+Before and after a change, on one machine in one run: check the earlier commit out beside this
+one, give it its venv, and pass it as `--baseline`; the gateway benchmark then serves both and
+measures them in alternating paired rounds (3 by default, `--rounds N`), judging the median of
+the rounds' ratios (at most 5% worse):
+
+```sh
+git worktree add ../mtai-before <commit> && make -C ../mtai-before .venv/.installed-run
+.venv/bin/python -m bench.run --only gateway --baseline ../mtai-before
+```
+
 To see where ingestion time goes, profile all threads with py-spy (from PyPI), e.g.:
 
 ```sh

@@ -3,6 +3,7 @@
     python -m bench.run                       # everything (what `make bench` runs)
     python -m bench.run --only rag_search     # one benchmark; the others' results are kept
     python -m bench.run --quick               # small sizes: a smoke test of the harness
+    python -m bench.run --only gateway --baseline ../mtai-before   # before/after, one run
 
 A benchmark is a module with `async def run(database_url, options) -> dict` returning its
 title, method, tables and targets (see bench/report.py); register it in BENCHMARKS. Each
@@ -18,7 +19,7 @@ import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,38 +40,46 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    quick: bool = False  # small sizes: a smoke test of the harness
+    baseline: Path | None = None  # gateway: another checkout measured side by side
+    rounds: int | None = None  # gateway: paired rounds (default 1, or 3 with a baseline)
+
+
+@dataclass(frozen=True)
 class Benchmark:
     suite: str  # the results file it goes to: bench/results/<suite>.json
-    run: Callable[[str, bool], Awaitable[Json]]  # (database_url, quick) -> result
+    run: Callable[[str, RunOptions], Awaitable[Json]]  # (database_url, options) -> result
 
 
-async def _rag_ingest(url: str, quick: bool) -> Json:
-    options = rag_ingest.IngestOptions(documents=12) if quick else rag_ingest.IngestOptions()
+async def _rag_ingest(url: str, run: RunOptions) -> Json:
+    options = rag_ingest.IngestOptions(documents=12) if run.quick else rag_ingest.IngestOptions()
     return await rag_ingest.run(url, options)
 
 
-async def _rag_search(url: str, quick: bool) -> Json:
+async def _rag_search(url: str, run: RunOptions) -> Json:
     options = (
         rag_search.SearchOptions(sizes=(2_000, 5_000), queries=40, warmup=5, recall_queries=20)
-        if quick
+        if run.quick
         else rag_search.SearchOptions()
     )
     return await rag_search.run(url, options)
 
 
-async def _gateway(url: str, quick: bool) -> Json:
+async def _gateway(url: str, run: RunOptions) -> Json:
     options = (
         gateway.GatewayOptions(seconds=5, warmup_seconds=2, quiet_timeout=10)
-        if quick
+        if run.quick
         else gateway.GatewayOptions()
     )
-    return await gateway.run(url, options)
+    rounds = run.rounds or (3 if run.baseline else 1)
+    return await gateway.run(url, replace(options, baseline=run.baseline, rounds=rounds))
 
 
-async def _processes(url: str, quick: bool) -> Json:
+async def _processes(url: str, run: RunOptions) -> Json:
     options = (
         processes.ProcessOptions(cold_starts=2, load_seconds=5, documents=2, quiet_timeout=10)
-        if quick
+        if run.quick
         else processes.ProcessOptions()
     )
     return await processes.run(url, options)
@@ -97,7 +106,7 @@ def _write(path: Path, suite: Json) -> None:
 
 
 async def _main(
-    names: list[str], quick: bool, results_dir: Path, quiet_timeout: float
+    names: list[str], options: RunOptions, results_dir: Path, quiet_timeout: float
 ) -> dict[str, Json]:
     suites: dict[str, Json] = {}
     with database_server() as server:
@@ -109,11 +118,11 @@ async def _main(
             meter.start()
             started = time.perf_counter()
             async with migrated_database(server.admin_url) as url:
-                result = await benchmark.run(url, quick)
+                result = await benchmark.run(url, options)
             result["seconds"] = round(time.perf_counter() - started, 1)
             result["cpu"] = meter.stop() | {"foreign_cpu_share_before": before["foreign_cpu_share"]}
             result["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            result["quick"] = quick
+            result["quick"] = options.quick
             result["mtai_commit"] = described.get("mtai_commit")
             result["command"] = "python -m bench.run " + shlex.join(sys.argv[1:])
             print(f"[bench] {name}: done in {result['seconds']} s", flush=True)
@@ -146,11 +155,26 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="seconds to wait, before each benchmark, for other work on the machine to stop",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="gateway: another mtai checkout (an earlier commit, with its .venv) to measure "
+        "side by side with this one",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="gateway: measured runs of each mtai per mode, alternating (default 1; 3 with "
+        "--baseline)",
+    )
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     configure_logging("WARNING")
     names = args.only or list(BENCHMARKS)
     started = time.perf_counter()
-    asyncio.run(_main(names, args.quick, args.results, args.quiet_timeout))
+    options = RunOptions(args.quick, args.baseline, args.rounds)
+    asyncio.run(_main(names, options, args.results, args.quiet_timeout))
     if not args.no_docs:
         report.write(args.results, args.docs)
         print(f"[bench] wrote {args.docs}", flush=True)

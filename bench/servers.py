@@ -373,14 +373,16 @@ def spawn(
 
 
 def start_mtai(
-    config: MtaiConfig, command: Sequence[str], workers: int, log: Path
+    config: MtaiConfig,
+    command: Sequence[str],
+    workers: int,
+    log: Path,
+    python: str = sys.executable,
 ) -> subprocess.Popen[bytes]:
     """`python -m mtai <command>`, run from the data dir (so that no `.env` of the work tree is
-    read), output to `log`."""
+    read), output to `log`. `python` may be another checkout's interpreter (its own venv)."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    return spawn(
-        [sys.executable, "-m", "mtai", *command], log, config.data_dir, config.env(workers)
-    )
+    return spawn([python, "-m", "mtai", *command], log, config.data_dir, config.env(workers))
 
 
 def serve_command(port: int) -> list[str]:
@@ -389,11 +391,16 @@ def serve_command(port: int) -> list[str]:
 
 @contextlib.contextmanager
 def mtai_serving(
-    config: MtaiConfig, port: int, workers: int, log: Path, timeout: float = 120.0
+    config: MtaiConfig,
+    port: int,
+    workers: int,
+    log: Path,
+    timeout: float = 120.0,
+    python: str = sys.executable,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`mtai serve --no-migrate` until the block ends; ready when /ping answers and all
     `workers` worker processes exist."""
-    process = start_mtai(config, serve_command(port), workers, log)
+    process = start_mtai(config, serve_command(port), workers, log, python)
     try:
         wait_http(f"http://127.0.0.1:{port}/ping", process, log, timeout)
         wait_for_workers(process.pid, workers, timeout=60)

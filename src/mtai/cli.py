@@ -20,11 +20,12 @@ from mtai.errors import AppError, ConfigurationError
 from mtai.logging import configure_logging
 from mtai.providers.llm.capabilities import matrix
 from mtai.providers.llm.registry import SUPPORT_BY_PROVIDER
-from mtai.rag.evaluation import DatasetError, format_report, load_dataset
+from mtai.rag.evaluation import DatasetError, format_sets, load_dataset
 from mtai.runtime import Runtime, open_runtime, reaper_task
 from mtai.services import bootstrap, doctor, retrieval_eval, secrets
 from mtai.services.invitations import Issued
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
+from mtai.services.rank_fusion import parse_fusion
 from mtai.services.tenant_archive import ArchiveReport, TenantArchive, signing_key
 
 app = typer.Typer(
@@ -224,28 +225,51 @@ async def _work(settings: Settings) -> None:
 
 @eval_app.command("retrieval")
 def eval_retrieval(
-    dataset: Annotated[
-        Path, typer.Argument(help="Directory with documents.jsonl, queries.jsonl, qrels.tsv.")
+    datasets: Annotated[
+        list[Path],
+        typer.Argument(help="Directories with documents.jsonl, queries.jsonl, qrels.tsv."),
     ],
     k: Annotated[int, typer.Option(help="Cut-off for nDCG and recall.")] = 10,
+    fusion: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Also score hybrid fused this way, METHOD:VECTOR_WEIGHT:KEYWORD_WEIGHT with "
+            "METHOD rrf or convex (e.g. rrf:1:0.5); repeatable."
+        ),
+    ] = None,
 ) -> None:
-    """nDCG@k, recall@k and MRR of vector, keyword and hybrid search (format: eval/README.md)."""
+    """nDCG@k, recall@k and MRR of vector, keyword and hybrid search on each dataset, in one
+    table (format: eval/README.md)."""
     try:
-        data = load_dataset(dataset)
-    except DatasetError as exc:
+        fusions = [parse_fusion(text) for text in fusion or ()]
+    except ValueError as exc:
         raise _fail(str(exc)) from exc
+    loaded = {}
+    for path in datasets:
+        try:
+            loaded[path.name] = load_dataset(path)
+        except DatasetError as exc:
+            raise _fail(str(exc)) from exc
+    if len(loaded) < len(datasets):
+        raise _fail("Two datasets have the same directory name: rename one.")
 
     async def work(runtime: Runtime) -> None:
-        scores = await retrieval_eval.evaluate(
-            data,
-            tenants=runtime.tenants,
-            documents=runtime.documents,
-            ingestor=runtime.ingestor,
-            retriever=runtime.retriever,
-            k=k,
-            progress=lambda line: typer.echo(line, err=True),
-        )
-        typer.echo(format_report(scores))
+        by_set = {}
+        for name, data in loaded.items():
+            typer.echo(
+                f"{name}: {len(data.documents)} documents, {len(data.queries)} queries", err=True
+            )
+            by_set[name] = await retrieval_eval.evaluate(
+                data,
+                tenants=runtime.tenants,
+                documents=runtime.documents,
+                ingestor=runtime.ingestor,
+                retriever=runtime.retriever,
+                k=k,
+                fusions=fusions,
+                progress=lambda line: typer.echo(line, err=True),
+            )
+        typer.echo(format_sets(by_set))
 
     try:
         _operate(work)

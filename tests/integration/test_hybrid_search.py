@@ -148,3 +148,50 @@ async def test_the_vector_statement_matches_the_hnsw_index(
         )
         plan = "\n".join(row[0] for row in rows)
     assert "Index Scan using rag_chunks_hnsw_384" in plan, plan
+
+
+async def test_a_request_weighs_the_two_lists(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    """Weight 0 on one list leaves the other's order (the zero-weighted list only appends
+    what the other lacks); bad weights are a 422 that says why."""
+    for body in (LIGHTHOUSE, GARDEN):
+        created = await upload_text(client, tenant_a.owner, body)
+        await wait_done(client, tenant_a.owner, created["id"])
+
+    async def search(**fields: object) -> list[dict[str, object]]:
+        response = await client.post(
+            "/api/v1/rag/search",
+            json={"query": "fog horn compost", "limit": 20, **fields},
+            headers=tenant_a.owner,
+        )
+        assert response.status_code == 200, response.text
+        results: list[dict[str, object]] = response.json()["results"]
+        return results
+
+    for mode, weights in (
+        ("vector", {"vector": 1, "keyword": 0}),
+        ("keyword", {"vector": 0, "keyword": 2}),
+    ):
+        alone = [h["chunk_id"] for h in await search(mode=mode)]
+        weighed = [h["chunk_id"] for h in await search(weights=weights)]
+        assert alone, mode
+        assert weighed[: len(alone)] == alone, mode
+    for bad in (
+        {"weights": {"vector": -1, "keyword": 1}},
+        {"weights": {"vector": 0, "keyword": 0}},
+        {"weights": {"vector": 1}},
+        {"weights": {"vector": 1, "keyword": 1, "k": 60}},
+        {"weights": {"vector": 1e9, "keyword": 1}},
+        {"weights": {"vector": 1, "keyword": 1}, "mode": "vector"},
+    ):
+        response = await client.post(
+            "/api/v1/rag/search", json={"query": "fog", **bad}, headers=tenant_a.owner
+        )
+        assert response.status_code == 422, (bad, response.text)
+    nan = await client.post(
+        "/api/v1/rag/search",
+        content=b'{"query": "fog", "weights": {"vector": NaN, "keyword": 1}}',
+        headers={**tenant_a.owner, "content-type": "application/json"},
+    )
+    assert nan.status_code == 422, nan.text

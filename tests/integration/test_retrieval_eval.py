@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -36,9 +37,13 @@ async def test_hybrid_beats_vector_and_keyword_on_the_shipped_set(runtime: Runti
         assert hybrid.recall_at_10 >= other.recall_at_10, scores
 
 
-def test_the_cli_prints_a_report_and_cleans_up(settings: Settings) -> None:
+def test_the_cli_prints_one_table_for_several_sets_and_cleans_up(
+    settings: Settings, tmp_path: Path
+) -> None:
+    second = tmp_path / "eval-tiny-again"
+    shutil.copytree(TINY, second)
     result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "mtai"), "eval", "retrieval", str(TINY)],
+        [str(ROOT / ".venv" / "bin" / "mtai"), "eval", "retrieval", str(TINY), str(second)],
         env=deployment_env(settings),
         capture_output=True,
         text=True,
@@ -47,11 +52,15 @@ def test_the_cli_prints_a_report_and_cleans_up(settings: Settings) -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert lines[0].split("|")[1].strip() == "mode", result.stdout
-    modes = {line.split("|")[1].strip() for line in lines[2:]}
-    assert modes == {"vector", "keyword", "hybrid"}
+    assert [c.strip() for c in lines[0].split("|")[1:3]] == ["set", "mode"], result.stdout
+    rows = {(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines[2:]}
+    assert rows == {
+        (name, mode)
+        for name in ("eval-tiny", "eval-tiny-again")
+        for mode in ("vector", "keyword", "hybrid")
+    }
     # Every mode finds the one relevant document first on this easy set.
-    assert all(line.split("|")[4].strip() == "1.000" for line in lines[2:]), result.stdout
+    assert all(line.split("|")[5].strip() == "1.000" for line in lines[2:]), result.stdout
 
 
 def test_a_broken_dataset_is_refused_with_the_reason(settings: Settings, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from mtai.rag.evaluation import (
     ModeScores,
     dedupe_documents,
     format_report,
+    format_sets,
     load_dataset,
     ndcg_at_k,
     recall_at_k,
@@ -162,6 +163,35 @@ def test_format_report_is_an_aligned_table() -> None:
     assert lines[1].startswith("|---")
     assert "| vector  |   0.712 |     0.800 | 0.750 |      92 |" in lines
     assert len({len(line) for line in lines}) == 1  # every line the same width
+
+
+def test_format_sets_is_one_table_with_a_row_per_set_and_mode() -> None:
+    report = format_sets(
+        {
+            "python-docs": [ModeScores("vector", 0.7, 0.8, 0.75, 92)],
+            "man-pages": [ModeScores("hybrid", 0.5, 0.6, 0.55, 150)],
+        }
+    )
+    lines = report.strip().splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == [
+        "set",
+        "mode",
+        "nDCG@10",
+        "recall@10",
+        "MRR",
+        "queries",
+    ]
+    assert lines[1].startswith("|-------------|--------|")
+    assert "| python-docs | vector |   0.700 |     0.800 | 0.750 |      92 |" in lines
+    assert "| man-pages   | hybrid |   0.500 |     0.600 | 0.550 |     150 |" in lines
+    assert len({len(line) for line in lines}) == 1
+
+
+@pytest.mark.parametrize("name", ["python-docs", "man-pages", "rust-book"])
+def test_every_shipped_set_loads_and_judges_every_query(name: str) -> None:
+    dataset = load_dataset(ROOT / "eval" / "datasets" / name)
+    assert len(dataset.queries) >= 90
+    assert all(dataset.qrels[q.id] for q in dataset.queries)
 
 
 # -- loading ----------------------------------------------------------------------------------

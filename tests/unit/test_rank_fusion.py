@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from mtai.db.repositories.chunks import Candidate
-from mtai.services.rank_fusion import RRF_K, rank
+from mtai.services.rank_fusion import RRF_K, Fusion, FusionMethod, fuse, parse_fusion, rank
 
 A, B, C, D = (uuid.UUID(int=n) for n in (1, 2, 3, 4))
 
@@ -44,3 +46,58 @@ def test_equal_scores_order_by_chunk_id_and_limit_cuts() -> None:
     assert [r.chunk_id for r in rank(vector, keyword, 1)] == [A]
     assert rank([], [], 5) == []
     assert rank(None, [], 5) == []
+
+
+def test_weights_tilt_reciprocal_rank_fusion() -> None:
+    vector = [Candidate(A, 0.9), Candidate(B, 0.8)]
+    keyword = [Candidate(B, 5.0), Candidate(C, 4.0)]
+    leaning = Fusion(vector=1.0, keyword=0.25)
+    ranked = {r.chunk_id: r.score for r in rank(vector, keyword, 10, leaning)}
+    assert ranked[A] == 1 / (RRF_K + 1)
+    assert ranked[B] == 1 / (RRF_K + 2) + 0.25 / (RRF_K + 1)
+    assert ranked[C] == 0.25 / (RRF_K + 2)
+    # Keyword weight 0: its list only adds candidates that rank last; the vector order stands.
+    assert [r.chunk_id for r in rank(vector, keyword, 10, Fusion(1.0, 0.0))][:2] == [A, B]
+
+
+def test_convex_fusion_adds_min_max_normalised_scores() -> None:
+    vector = [Candidate(A, 0.9), Candidate(B, 0.7), Candidate(C, 0.5)]
+    keyword = [Candidate(C, 8.0), Candidate(D, 2.0)]
+    scores = fuse(vector, keyword, Fusion(0.6, 0.4, FusionMethod.CONVEX))
+    assert scores[A] == pytest.approx(0.6)
+    assert scores[B] == pytest.approx(0.6 * 0.5)
+    assert scores[C] == pytest.approx(0.4)  # last of the vector list (0), first of keyword
+    assert scores[D] == pytest.approx(0.0)
+    # One candidate in a list (no spread): it counts fully.
+    assert fuse([Candidate(A, 0.3)], [], Fusion(0.5, 0.5, FusionMethod.CONVEX)) == {A: 0.5}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rrf:1:0.5", Fusion(1.0, 0.5)),
+        ("convex:0.7:0.3", Fusion(0.7, 0.3, FusionMethod.CONVEX)),
+    ],
+)
+def test_parse_fusion(text: str, expected: Fusion) -> None:
+    assert parse_fusion(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "rrf",
+        "rrf:1",
+        "bm25:1:1",
+        "rrf:a:1",
+        "rrf:-1:1",
+        "rrf:0:0",
+        "rrf:1:1:1",
+        "rrf:nan:1",
+        "rrf:inf:1",
+    ],
+)
+def test_parse_fusion_refuses_what_it_cannot_use(text: str) -> None:
+    with pytest.raises(ValueError, match=r"METHOD|weights"):
+        parse_fusion(text)

@@ -294,23 +294,38 @@ def score_mode(
 
 def format_report(scores: Sequence[ModeScores]) -> str:
     """A Markdown table, columns aligned so that it also reads as plain text."""
-    header = ("mode", "nDCG@10", "recall@10", "MRR", "queries")
-    rows = [
-        (s.mode, f"{s.ndcg_at_10:.3f}", f"{s.recall_at_10:.3f}", f"{s.mrr:.3f}", str(s.queries))
-        for s in scores
-    ]
+    return _table(("mode", "nDCG@10", "recall@10", "MRR", "queries"), [_cells(s) for s in scores])
+
+
+def format_sets(by_set: Mapping[str, Sequence[ModeScores]]) -> str:
+    """One table for several datasets: a row per dataset and mode."""
+    return _table(
+        ("set", "mode", "nDCG@10", "recall@10", "MRR", "queries"),
+        [(name, *_cells(s)) for name, scores in by_set.items() for s in scores],
+    )
+
+
+def _cells(s: ModeScores) -> tuple[str, ...]:
+    return (s.mode, f"{s.ndcg_at_10:.3f}", f"{s.recall_at_10:.3f}", f"{s.mrr:.3f}", str(s.queries))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Text columns (those before the first number) left-aligned, numbers right-aligned."""
+    text_columns = sum(1 for h in header if h in ("set", "mode"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         padded = [
-            cell.ljust(width) if i == 0 else cell.rjust(width)
+            cell.ljust(width) if i < text_columns else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ]
         return "| " + " | ".join(padded) + " |"
 
     rule = (
         "|"
-        + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths))
+        + "|".join(
+            "-" * (w + 2) if i < text_columns else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+        )
         + "|"
     )
     return "\n".join([line(header), rule, *(line(row) for row in rows)]) + "\n"

@@ -1,16 +1,67 @@
-"""Ordering search candidates: one list as it is, or two fused by reciprocal rank fusion."""
+"""Ordering search candidates: one list as it is, or two fused with weights.
+
+Two fusions (Bruch et al., "An Analysis of Fusion Functions for Hybrid Retrieval", 2023):
+weighted reciprocal rank fusion, score = w_v / (k + rank_v) + w_k / (k + rank_k), and a convex
+combination of each list's min-max normalised scores, score = w_v * v' + w_k * k'. A chunk
+missing from a list gets nothing from it. Weights are relative: (2, 1) is (1, 0.5).
+"""
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from mtai.db.repositories.chunks import Candidate
 
-# Reciprocal rank fusion's damping constant. Cormack et al. (2009) use 60; on the shipped
-# evaluation set 10 ranked better on every metric (docs/rag.md has both measurements).
+# Reciprocal rank fusion's damping constant. Cormack et al. (2009) use 60; on the tuning set
+# (eval/datasets/python-docs) 10 ranked better on every metric (docs/rag.md has both).
 RRF_K = 10
+
+
+class FusionMethod(StrEnum):
+    RRF = "rrf"
+    CONVEX = "convex"
+
+
+@dataclass(frozen=True)
+class Fusion:
+    vector: float = 1.0
+    keyword: float = 1.0
+    method: FusionMethod = FusionMethod.RRF
+    k: int = RRF_K
+
+    def weighted(self, vector: float, keyword: float) -> Fusion:
+        return replace(self, vector=vector, keyword=keyword)
+
+    def label(self) -> str:
+        return f"{self.method.value} {self.vector:g}:{self.keyword:g}"
+
+
+# Hybrid search's fusion unless a request says otherwise, chosen on the tuning set only
+# (eval/README.md); docs/rag.md has every set's measurements.
+DEFAULT_FUSION = Fusion()
+
+
+def valid_weights(vector: float, keyword: float) -> bool:
+    return all(math.isfinite(w) and w >= 0 for w in (vector, keyword)) and vector + keyword > 0
+
+
+def parse_fusion(text: str) -> Fusion:
+    """`METHOD:VECTOR_WEIGHT:KEYWORD_WEIGHT`, e.g. `rrf:1:0.5`."""
+    parts = text.split(":")
+    try:
+        method, vector, keyword = FusionMethod(parts[0]), float(parts[1]), float(parts[2])
+    except (ValueError, IndexError):
+        raise ValueError(
+            f"{text!r} is not METHOD:VECTOR_WEIGHT:KEYWORD_WEIGHT with METHOD rrf or convex "
+            "(e.g. rrf:1:0.5)."
+        ) from None
+    if len(parts) != 3 or not valid_weights(vector, keyword):
+        raise ValueError(f"{text!r}: weights are finite numbers >= 0, not both 0.")
+    return Fusion(vector, keyword, method)
 
 
 @dataclass(frozen=True)
@@ -21,20 +72,47 @@ class Ranked:
     keyword_rank: int | None
 
 
+def _reciprocal(candidates: Sequence[Candidate], weight: float, k: int) -> dict[uuid.UUID, float]:
+    return {c.chunk_id: weight / (k + n) for n, c in enumerate(candidates, start=1)}
+
+
+def _normalised(candidates: Sequence[Candidate], weight: float) -> dict[uuid.UUID, float]:
+    if not candidates:
+        return {}
+    low, high = min(c.score for c in candidates), max(c.score for c in candidates)
+    span = high - low
+    return {c.chunk_id: weight * ((c.score - low) / span if span > 0 else 1.0) for c in candidates}
+
+
+def fuse(
+    vector: Sequence[Candidate], keyword: Sequence[Candidate], fusion: Fusion
+) -> dict[uuid.UUID, float]:
+    """Every candidate's fused score (each list best first)."""
+    if fusion.method is FusionMethod.RRF:
+        parts = (
+            _reciprocal(vector, fusion.vector, fusion.k),
+            _reciprocal(keyword, fusion.keyword, fusion.k),
+        )
+    else:
+        parts = (_normalised(vector, fusion.vector), _normalised(keyword, fusion.keyword))
+    scores = dict(parts[0])
+    for chunk, score in parts[1].items():
+        scores[chunk] = scores.get(chunk, 0.0) + score
+    return scores
+
+
 def rank(
-    vector: Sequence[Candidate] | None, keyword: Sequence[Candidate] | None, limit: int
+    vector: Sequence[Candidate] | None,
+    keyword: Sequence[Candidate] | None,
+    limit: int,
+    fusion: Fusion = Fusion(),
 ) -> list[Ranked]:
     """The best `limit` chunks. Each list comes best first; a missing list is a mode not asked
-    for. One list keeps its own scores; two are fused: score = sum of 1 / (RRF_K + rank)."""
+    for. One list keeps its own scores; two are fused as `fusion` says."""
     vector_ranks = {c.chunk_id: n for n, c in enumerate(vector or (), start=1)}
     keyword_ranks = {c.chunk_id: n for n, c in enumerate(keyword or (), start=1)}
     if vector is not None and keyword is not None:
-        scores = {
-            chunk: sum(
-                1.0 / (RRF_K + r[chunk]) for r in (vector_ranks, keyword_ranks) if chunk in r
-            )
-            for chunk in vector_ranks.keys() | keyword_ranks.keys()
-        }
+        scores = fuse(vector, keyword, fusion)
     else:
         scores = {c.chunk_id: c.score for c in (vector or keyword or ())}
     best = sorted(scores, key=lambda chunk: (-scores[chunk], chunk))[:limit]

@@ -24,7 +24,7 @@ from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.llm.base import Message, Source
 from mtai.services.metering import Meter, provider_of
 from mtai.services.principal import Principal, Scope
-from mtai.services.rank_fusion import Ranked, rank
+from mtai.services.rank_fusion import DEFAULT_FUSION, Fusion, Ranked, rank
 
 Vector = npt.NDArray[np.float32]
 
@@ -49,6 +49,7 @@ class SearchQuery:
     collection_ids: list[uuid.UUID] | None = None  # None: every knowledge base of the tenant
     document_ids: list[uuid.UUID] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    fusion: Fusion | None = None  # hybrid's; None: DEFAULT_FUSION
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,9 @@ class Retriever:
                     keyword_found = await chunks_repo.keyword_candidates(
                         session, query_text=query.query, **scope.filters()
                     )
-                ranked = rank(vector_found, keyword_found, query.limit)
+                ranked = rank(
+                    vector_found, keyword_found, query.limit, query.fusion or DEFAULT_FUSION
+                )
                 found = await chunks_repo.passages(session, [r.chunk_id for r in ranked])
         finally:
             if apart is not None:

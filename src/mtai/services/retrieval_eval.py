@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from mtai.db.repositories.chunks import Candidate
 from mtai.rag.evaluation import Dataset, ModeScores, dedupe_documents, score_mode
 from mtai.services.documents import DocumentService, Upload
 from mtai.services.ingestion import Ingestor
 from mtai.services.principal import ALL_SCOPES, Principal, Role, operator
-from mtai.services.retrieval import Retriever, SearchMode, SearchQuery
+from mtai.services.rank_fusion import Fusion, rank
+from mtai.services.retrieval import Hit, Retriever, SearchMode, SearchQuery
 from mtai.services.tenants import TenantService
 
 # Chunks fetched per query so that enough distinct documents remain after deduplication.
@@ -75,8 +77,12 @@ async def evaluate(
     ingestor: Ingestor,
     retriever: Retriever,
     k: int = 10,
+    fusions: Sequence[Fusion] = (),
     progress: Progress = lambda _: None,
 ) -> list[ModeScores]:
+    """A row per search mode, through the product's search; then a row per fusion of
+    `fusions`, computed from the vector and keyword lists those searches returned (the same
+    lists hybrid search fuses), so that weights can be compared without searching again."""
     tenant, _ = await tenants.create(
         operator(), slug=f"eval-{secrets.token_hex(4)}", name="Retrieval evaluation"
     )
@@ -85,15 +91,34 @@ async def evaluate(
         progress(f"ingesting {len(dataset.documents)} documents")
         ids = await _ingest(principal, dataset, documents, ingestor)
         scores = []
+        lists: dict[SearchMode, dict[str, list[Hit]]] = {}
         for mode in SearchMode:
             progress(f"searching {len(dataset.queries)} queries, mode {mode.value}")
-            rankings = {}
+            found = lists[mode] = {}
             for query in dataset.queries:
-                hits = await retriever.search(
+                found[query.id] = await retriever.search(
                     principal, SearchQuery(query=query.query, limit=CHUNKS_PER_QUERY, mode=mode)
                 )
-                rankings[query.id] = dedupe_documents([ids[h.document_id] for h in hits])
+            rankings = {
+                q: dedupe_documents([ids[h.document_id] for h in hits]) for q, hits in found.items()
+            }
             scores.append(score_mode(mode.value, rankings, dataset, k))
+        for fusion in fusions:
+            rankings = {}
+            for query in dataset.queries:
+                vector, keyword = (
+                    lists[SearchMode.VECTOR][query.id],
+                    lists[SearchMode.KEYWORD][query.id],
+                )
+                document_of = {h.chunk_id: ids[h.document_id] for h in (*vector, *keyword)}
+                ranked = rank(
+                    [Candidate(h.chunk_id, h.score) for h in vector],
+                    [Candidate(h.chunk_id, h.score) for h in keyword],
+                    CHUNKS_PER_QUERY,
+                    fusion,
+                )
+                rankings[query.id] = dedupe_documents([document_of[r.chunk_id] for r in ranked])
+            scores.append(score_mode(f"hybrid {fusion.label()}", rankings, dataset, k))
         return scores
     finally:
         await tenants.delete(operator(), tenant.id)

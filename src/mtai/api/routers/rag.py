@@ -10,7 +10,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse
-from pydantic import AliasChoices, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
 
@@ -18,6 +25,7 @@ from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
 from mtai.api.schemas import Page, ResponseModel, StrictModel
 from mtai.errors import AppError, InvalidInput
 from mtai.services.documents import Upload
+from mtai.services.rank_fusion import DEFAULT_FUSION, valid_weights
 from mtai.services.retrieval import SearchMode, SearchQuery
 
 router = APIRouter(prefix="/api/v1/rag", tags=["rag"])
@@ -136,6 +144,17 @@ class SearchFilters(StrictModel):
     _metadata = field_validator("metadata")(_check_metadata)
 
 
+class FusionWeights(StrictModel):
+    vector: float = Field(ge=0, le=100, allow_inf_nan=False)
+    keyword: float = Field(ge=0, le=100, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> FusionWeights:
+        if not valid_weights(self.vector, self.keyword):
+            raise ValueError("at least one of the weights must be above 0")
+        return self
+
+
 class SearchIn(StrictModel):
     query: str = Field(min_length=1, max_length=2000)
     limit: int = Field(default=10, ge=1, le=50)
@@ -144,6 +163,17 @@ class SearchIn(StrictModel):
         default=None, max_length=100, description="Default: every knowledge base."
     )
     filters: SearchFilters = Field(default_factory=SearchFilters)
+    weights: FusionWeights | None = Field(
+        default=None,
+        description="Hybrid only: how much the vector and the keyword list count in the "
+        "fusion, relative to each other (default: the platform's tuned weights).",
+    )
+
+    @model_validator(mode="after")
+    def _weights_need_hybrid(self) -> SearchIn:
+        if self.weights is not None and self.mode is not SearchMode.HYBRID:
+            raise ValueError("weights apply to hybrid search only; drop them or use mode hybrid")
+        return self
 
 
 class PassageOut(ResponseModel):
@@ -335,6 +365,9 @@ async def search(body: SearchIn, principal: PrincipalDep, runtime: RuntimeDep) -
             collection_ids=body.collection_ids,
             document_ids=body.filters.document_ids,
             metadata=dict(body.filters.metadata),
+            fusion=DEFAULT_FUSION.weighted(body.weights.vector, body.weights.keyword)
+            if body.weights
+            else None,
         ),
     )
     return SearchOut(mode=body.mode, results=[SearchResult.model_validate(h) for h in hits])

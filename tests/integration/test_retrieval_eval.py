@@ -43,7 +43,10 @@ def test_the_cli_prints_one_table_for_several_sets_and_cleans_up(
     second = tmp_path / "eval-tiny-again"
     shutil.copytree(TINY, second)
     result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "mtai"), "eval", "retrieval", str(TINY), str(second)],
+        [
+            *(str(ROOT / ".venv" / "bin" / "mtai"), "eval", "retrieval", str(TINY), str(second)),
+            *("--fusion", "rrf:1:1", "--fusion", "convex:1:0"),
+        ],
         env=deployment_env(settings),
         capture_output=True,
         text=True,
@@ -53,14 +56,36 @@ def test_the_cli_prints_one_table_for_several_sets_and_cleans_up(
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert [c.strip() for c in lines[0].split("|")[1:3]] == ["set", "mode"], result.stdout
-    rows = {(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines[2:]}
-    assert rows == {
-        (name, mode)
-        for name in ("eval-tiny", "eval-tiny-again")
-        for mode in ("vector", "keyword", "hybrid")
+    cells = {
+        (line.split("|")[1].strip(), line.split("|")[2].strip()): line.split("|")[3:]
+        for line in lines[2:]
     }
+    modes = ("vector", "keyword", "hybrid", "hybrid rrf 1:1", "hybrid convex 1:0")
+    assert set(cells) == {(n, m) for n in ("eval-tiny", "eval-tiny-again") for m in modes}
+    # The offline fusion of the two lists reproduces the product's hybrid search.
+    assert cells[("eval-tiny", "hybrid rrf 1:1")] == cells[("eval-tiny", "hybrid")]
     # Every mode finds the one relevant document first on this easy set.
     assert all(line.split("|")[5].strip() == "1.000" for line in lines[2:]), result.stdout
+
+
+def test_a_fusion_it_cannot_use_is_refused_before_any_work(settings: Settings) -> None:
+    result = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "mtai"),
+            "eval",
+            "retrieval",
+            str(TINY),
+            "--fusion",
+            "rrf:0:0",
+        ],
+        env=deployment_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "not both 0" in result.stderr, result.stderr
 
 
 def test_a_broken_dataset_is_refused_with_the_reason(settings: Settings, tmp_path: Path) -> None:

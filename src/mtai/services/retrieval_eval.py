@@ -23,6 +23,7 @@ from mtai.services.tenants import TenantService
 # Chunks fetched per query so that enough distinct documents remain after deduplication.
 CHUNKS_PER_QUERY = 50
 POLL_SECONDS = 0.2
+INGEST_CONCURRENCY = 4  # documents in the pipeline at once
 Progress = Callable[[str], None]
 
 
@@ -55,7 +56,14 @@ async def _ingest(
     # Run the pipeline here, whatever queue the deployment uses; a document that a queue
     # consumer took first is waited for (the lease lets only one of them work on it).
     tenant_id = principal.require_tenant()
-    await asyncio.gather(*(ingestor.process(tenant_id, i) for i in ids))
+    # Bounded: hundreds of documents at once would wait on the pool past its timeout.
+    gate = asyncio.Semaphore(INGEST_CONCURRENCY)
+
+    async def process(document_id: uuid.UUID) -> None:
+        async with gate:
+            await ingestor.process(tenant_id, document_id)
+
+    await asyncio.gather(*(process(i) for i in ids))
     failed = []
     for document_id in ids:
         document = await documents.get(principal, document_id)

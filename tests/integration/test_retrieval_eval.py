@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from mtai.config import Settings
 from mtai.rag.evaluation import format_report, load_dataset
 from mtai.runtime import Runtime
@@ -13,12 +15,22 @@ from mtai.services import retrieval_eval
 from tests.conftest import deployment_env
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "eval" / "datasets" / "python-docs"
 TINY = ROOT / "tests" / "fixtures" / "eval-tiny"
 
 
-async def test_hybrid_beats_vector_and_keyword_on_the_shipped_set(runtime: Runtime) -> None:
-    dataset = load_dataset(SHIPPED)
+# Hybrid's nDCG@10 must beat the better of its parts by this much (issue 17's target).
+MARGIN = 0.01
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "python-docs",  # the tuning set
+        "rust-book",  # held out: no parameter was chosen on it, and keyword beats vector on it
+    ],
+)
+async def test_hybrid_beats_vector_and_keyword(runtime: Runtime, name: str) -> None:
+    dataset = load_dataset(ROOT / "eval" / "datasets" / name)
     scores = {
         s.mode: s
         for s in await retrieval_eval.evaluate(
@@ -32,7 +44,7 @@ async def test_hybrid_beats_vector_and_keyword_on_the_shipped_set(runtime: Runti
     print("\n" + format_report(list(scores.values())))
     hybrid = scores["hybrid"]
     for other in (scores["vector"], scores["keyword"]):
-        assert hybrid.ndcg_at_10 > other.ndcg_at_10, scores
+        assert hybrid.ndcg_at_10 >= other.ndcg_at_10 + MARGIN, scores
         assert hybrid.mrr > other.mrr, scores
         assert hybrid.recall_at_10 >= other.recall_at_10, scores
 

@@ -29,21 +29,21 @@ def test_one_list_keeps_its_order_scores_and_ranks() -> None:
 def test_two_lists_fuse_by_reciprocal_rank() -> None:
     vector = [Candidate(A, 0.99), Candidate(B, 0.98), Candidate(C, 0.10)]
     keyword = [Candidate(C, 7.0), Candidate(D, 6.0), Candidate(B, 0.01)]
-    ranked = {r.chunk_id: r for r in rank(vector, keyword, 10)}
+    ranked = {r.chunk_id: r for r in rank(vector, keyword, 10, Fusion())}
     assert ranked[B].score == 1 / (RRF_K + 2) + 1 / (RRF_K + 3)
     assert (ranked[B].vector_rank, ranked[B].keyword_rank) == (2, 3)
     assert ranked[A].score == 1 / (RRF_K + 1)
     assert (ranked[D].vector_rank, ranked[D].keyword_rank) == (None, 2)
     # In both lists beats first in one: B (2nd and 3rd) and C (3rd and 1st) lead.
-    assert [r.chunk_id for r in rank(vector, keyword, 10)] == [C, B, A, D]
+    assert [r.chunk_id for r in rank(vector, keyword, 10, Fusion())] == [C, B, A, D]
 
 
 def test_equal_scores_order_by_chunk_id_and_limit_cuts() -> None:
     # A and C each lead one list: the same fused score, so the smaller id comes first.
     vector = [Candidate(C, 0.5)]
     keyword = [Candidate(A, 3.0)]
-    assert [r.chunk_id for r in rank(vector, keyword, 10)] == [A, C]
-    assert [r.chunk_id for r in rank(vector, keyword, 1)] == [A]
+    assert [r.chunk_id for r in rank(vector, keyword, 10, Fusion())] == [A, C]
+    assert [r.chunk_id for r in rank(vector, keyword, 1, Fusion())] == [A]
     assert rank([], [], 5) == []
     assert rank(None, [], 5) == []
 

@@ -12,11 +12,15 @@ import uuid
 import httpx
 import numpy as np
 import pytest
+from alembic import command
 from pydantic import SecretStr
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, pool, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from mtai.db.engine import Database
+from mtai.db.engine import Database, async_url
+from mtai.db.migrate import alembic_config
 from mtai.db.repositories import chunks as chunks_repo
 from mtai.runtime import Runtime, open_runtime
 from mtai.services.documents import Upload
@@ -25,6 +29,7 @@ from mtai.services.retrieval import Retriever, SearchMode, SearchQuery, SpareCon
 from tests.conftest import TenantFixture
 from tests.integration.test_rag import GARDEN, LIGHTHOUSE, upload_text, wait_done
 from tests.support.fake_upstreams import FakeUpstream
+from tests.support.postgres import fresh_database
 
 
 class Watched(SpareConnections):
@@ -195,3 +200,107 @@ async def test_a_request_weighs_the_two_lists(
         headers={**tenant_a.owner, "content-type": "application/json"},
     )
     assert nan.status_code == 422, nan.text
+
+
+async def test_a_knowledge_base_keeps_weights_of_its_own(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    collections = "/api/v1/rag/collections"
+    leaning = await client.post(
+        collections,
+        json={"name": "Leaning", "weights": {"vector": 1, "keyword": 0}},
+        headers=tenant_a.owner,
+    )
+    assert leaning.status_code == 201, leaning.text
+    assert leaning.json()["weights"] == {"vector": 1.0, "keyword": 0.0}
+    plain = await client.post(collections, json={"name": "Plain"}, headers=tenant_a.owner)
+    assert plain.json()["weights"] is None
+    kb, other = leaning.json()["id"], plain.json()["id"]
+    for body, collection in ((LIGHTHOUSE, "Leaning"), (GARDEN, "Leaning"), (LIGHTHOUSE, "Plain")):
+        created = await upload_text(client, tenant_a.owner, body, collection=collection)
+        await wait_done(client, tenant_a.owner, created["id"])
+
+    async def search(**fields: object) -> list[str]:
+        response = await client.post(
+            "/api/v1/rag/search",
+            json={"query": "fog horn compost", "limit": 20, **fields},
+            headers=tenant_a.owner,
+        )
+        assert response.status_code == 200, response.text
+        return [h["chunk_id"] for h in response.json()["results"]]
+
+    alone = await search(mode="vector", collection_ids=[kb])
+    assert alone
+    assert (await search(collection_ids=[kb]))[: len(alone)] == alone  # the base's weights
+    by_keyword = await search(mode="keyword", collection_ids=[kb])
+    overridden = await search(collection_ids=[kb], weights={"vector": 0, "keyword": 1})
+    assert overridden[: len(by_keyword)] == by_keyword  # a request's weights win
+    # Two bases weighing differently, searched together: each is searched its own way.
+    both = await search()
+    assert set(both) >= set(await search(collection_ids=[other]))
+
+    changed = await client.patch(
+        f"{collections}/{kb}", json={"weights": {"vector": 3, "keyword": 2}}, headers=tenant_a.owner
+    )
+    assert changed.json()["weights"] == {"vector": 3.0, "keyword": 2.0}
+    renamed = await client.patch(
+        f"{collections}/{kb}", json={"name": "Kept"}, headers=tenant_a.owner
+    )
+    assert renamed.json()["weights"] == {"vector": 3.0, "keyword": 2.0}  # absent: unchanged
+    reset = await client.patch(
+        f"{collections}/{kb}", json={"weights": None}, headers=tenant_a.owner
+    )
+    assert reset.json()["weights"] is None
+    for bad in (
+        {"vector": 0, "keyword": 0},
+        {"vector": -0.5, "keyword": 1},
+        {"vector": 101, "keyword": 1},
+        {"vector": 1},
+        "heavy",
+    ):
+        refused = await client.patch(
+            f"{collections}/{kb}", json={"weights": bad}, headers=tenant_a.owner
+        )
+        assert refused.status_code == 422, (bad, refused.text)
+    audit = await client.get(
+        "/api/v1/admin/audit", params={"action": "collection.update"}, headers=tenant_a.owner
+    )
+    changes = audit.json()["items"]
+    assert any(e["details"].get("weights") == "vector 3, keyword 2" for e in changes), changes
+
+    # The database holds the same rule should anything write past the API.
+    async with runtime.db.tenant(tenant_a.id) as session:
+        with pytest.raises(IntegrityError):
+            await session.execute(
+                text(
+                    "UPDATE rag_collections SET vector_weight = 0, keyword_weight = 0 "
+                    "WHERE id = :id"
+                ),
+                {"id": uuid.UUID(kb)},
+            )
+
+
+async def _weight_columns(url: str) -> list[str]:
+    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                    "'rag_collections' AND column_name LIKE '%_weight' ORDER BY column_name"
+                )
+            )
+            return [row[0] for row in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_migration_0014_upgrades_downgrades_and_upgrades_again(pg_admin_url: str) -> None:
+    with fresh_database(pg_admin_url) as url:
+        config = alembic_config(url, "mtai_app")
+        await asyncio.to_thread(command.upgrade, config, "0014")
+        assert await _weight_columns(url) == ["keyword_weight", "vector_weight"]
+        await asyncio.to_thread(command.downgrade, config, "0013")
+        assert await _weight_columns(url) == []
+        await asyncio.to_thread(command.upgrade, config, "0014")
+        assert await _weight_columns(url) == ["keyword_weight", "vector_weight"]

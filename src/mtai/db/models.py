@@ -303,6 +303,9 @@ class Collection(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     embedding_model: Mapped[str] = mapped_column(String(200))
     embedding_dim: Mapped[int] = mapped_column(Integer)
+    # Hybrid search's weights for this knowledge base; None: the platform's (migration 0014).
+    vector_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    keyword_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(

@@ -23,6 +23,7 @@ from mtai.providers.storage.base import ObjectStore
 from mtai.services import audit
 from mtai.services.metering import Meter
 from mtai.services.principal import Principal, Scope
+from mtai.services.rank_fusion import Weights
 
 DEFAULT_NAME = "default"
 Enqueue = Callable[[uuid.UUID, uuid.UUID], Awaitable[None]]
@@ -31,6 +32,12 @@ Enqueue = Callable[[uuid.UUID, uuid.UUID], Awaitable[None]]
 def actor_label(principal: Principal) -> str:
     actor_type, actor_id = principal.actor
     return f"{actor_type}:{actor_id}"
+
+
+def _described(weights: Weights | None) -> str:
+    return (
+        "default" if weights is None else f"vector {weights.vector:g}, keyword {weights.keyword:g}"
+    )
 
 
 def parse_ref(ref: str) -> uuid.UUID | None:
@@ -76,6 +83,7 @@ class KnowledgeBaseService:
         name: str,
         description: str,
         embedding_model: str | None,
+        weights: Weights | None = None,
     ) -> Collection:
         tenant_id = principal.require_tenant()
         if await collections_repo.count(session) >= self.max_per_tenant:
@@ -92,6 +100,8 @@ class KnowledgeBaseService:
             description=description,
             embedding_model=model,
             embedding_dim=dim,
+            vector_weight=weights.vector if weights else None,
+            keyword_weight=weights.keyword if weights else None,
             created_by=actor_label(principal),
         )
         try:
@@ -109,12 +119,18 @@ class KnowledgeBaseService:
             tenant_id=tenant_id,
             target_type="collection",
             target_id=collection.id,
-            details={"name": name, "embedding_model": model},
+            details={"name": name, "embedding_model": model, "weights": _described(weights)},
         )
         return collection
 
     async def create(
-        self, principal: Principal, *, name: str, description: str, embedding_model: str | None
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        description: str,
+        embedding_model: str | None,
+        weights: Weights | None = None,
     ) -> Collection:
         principal.require_scope(Scope.RAG_WRITE)
         async with self.db.tenant(principal.require_tenant()) as session:
@@ -124,6 +140,7 @@ class KnowledgeBaseService:
                 name=name,
                 description=description,
                 embedding_model=embedding_model,
+                weights=weights,
             )
 
     async def list(
@@ -180,7 +197,10 @@ class KnowledgeBaseService:
         name: str | None,
         description: str | None,
         embedding_model: str | None,
+        weights: Weights | None = None,
+        reset_weights: bool = False,
     ) -> Change:
+        """None leaves a field as it is; `reset_weights` gives the platform's weights back."""
         principal.require_scope(Scope.RAG_WRITE)
         tenant_id = principal.require_tenant()
         if embedding_model is not None:
@@ -201,6 +221,10 @@ class KnowledgeBaseService:
                 collection.name = changes["name"] = name
             if description is not None:
                 collection.description = description
+            if weights is not None or reset_weights:
+                collection.vector_weight = weights.vector if weights else None
+                collection.keyword_weight = weights.keyword if weights else None
+                changes["weights"] = _described(weights)
             if embedding_model is not None:
                 model, dim = self._model(embedding_model)
                 if model != collection.embedding_model:

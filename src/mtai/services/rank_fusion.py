@@ -15,10 +15,12 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from mtai.db.repositories.chunks import Candidate
+from mtai.errors import InvalidInput
 
 # Reciprocal rank fusion's damping constant. Cormack et al. (2009) use 60; on the tuning set
 # (eval/datasets/python-docs) 10 ranked better on every metric (docs/rag.md has both).
 RRF_K = 10
+MAX_WEIGHT = 100.0  # weights are relative: a bound keeps them readable numbers
 
 
 class FusionMethod(StrEnum):
@@ -33,11 +35,28 @@ class Fusion:
     method: FusionMethod = FusionMethod.RRF
     k: int = RRF_K
 
-    def weighted(self, vector: float, keyword: float) -> Fusion:
-        return replace(self, vector=vector, keyword=keyword)
+    def weighted(self, weights: Weights | None) -> Fusion:
+        """This fusion with `weights` (None: as it is)."""
+        if weights is None:
+            return self
+        return replace(self, vector=weights.vector, keyword=weights.keyword)
 
     def label(self) -> str:
         return f"{self.method.value} {self.vector:g}:{self.keyword:g}"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A knowledge base's or a request's weights for the vector and the keyword list."""
+
+    vector: float
+    keyword: float
+
+    def __post_init__(self) -> None:
+        if not valid_weights(self.vector, self.keyword):
+            raise InvalidInput(
+                "Weights are numbers from 0 to 100, not both 0 (e.g. vector 0.6, keyword 0.4)."
+            )
 
 
 # Hybrid search's fusion unless a request says otherwise. Convex, as Bruch et al. recommend;
@@ -47,7 +66,9 @@ DEFAULT_FUSION = Fusion(0.6, 0.4, FusionMethod.CONVEX)
 
 
 def valid_weights(vector: float, keyword: float) -> bool:
-    return all(math.isfinite(w) and w >= 0 for w in (vector, keyword)) and vector + keyword > 0
+    return all(math.isfinite(w) and 0 <= w <= MAX_WEIGHT for w in (vector, keyword)) and (
+        vector + keyword > 0
+    )
 
 
 def parse_fusion(text: str) -> Fusion:

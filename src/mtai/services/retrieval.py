@@ -24,7 +24,7 @@ from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.llm.base import Message, Source
 from mtai.services.metering import Meter, provider_of
 from mtai.services.principal import Principal, Scope
-from mtai.services.rank_fusion import DEFAULT_FUSION, Fusion, Ranked, rank
+from mtai.services.rank_fusion import DEFAULT_FUSION, Fusion, Ranked, Weights, rank
 
 Vector = npt.NDArray[np.float32]
 
@@ -49,7 +49,7 @@ class SearchQuery:
     collection_ids: list[uuid.UUID] | None = None  # None: every knowledge base of the tenant
     document_ids: list[uuid.UUID] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    fusion: Fusion | None = None  # hybrid's; None: DEFAULT_FUSION
+    weights: Weights | None = None  # hybrid's; None: each knowledge base's, else the default
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,11 @@ class CandidateScope:
 
     def filters(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def weights_of(collection: Collection) -> Weights | None:
+    vector, keyword = collection.vector_weight, collection.keyword_weight
+    return None if vector is None or keyword is None else Weights(vector, keyword)
 
 
 def _candidates(query: SearchQuery) -> int:
@@ -205,17 +210,21 @@ class Retriever:
         # alongside the lookup, and is dropped if no knowledge base searched uses it.
         default = self.embedders.default_name
         early = None
+        embedding: dict[str, asyncio.Task[Vector]] = {}
         if query.mode is not SearchMode.KEYWORD and default not in vectors:
             early = asyncio.create_task(self._embed(default, query.query))
         try:
             async with self.db.tenant(tenant_id) as session:
                 collections = await self._collections(session, query.collection_ids)
-            # Vectors of different models are not comparable: one search per embedding model.
-            groups: dict[tuple[str, int], list[uuid.UUID]] = defaultdict(list)
+            # Vectors of different models are not comparable: one search per embedding model,
+            # and per weighting when knowledge bases weigh their lists differently.
+            groups: dict[tuple[str, int, Weights | None], list[uuid.UUID]] = defaultdict(list)
             for collection in collections:
-                groups[(collection.embedding_model, collection.embedding_dim)].append(collection.id)
+                weights = query.weights or weights_of(collection)
+                key = (collection.embedding_model, collection.embedding_dim, weights)
+                groups[key].append(collection.id)
             hits: list[Hit] = []
-            for (model, dim), ids in groups.items():
+            for (model, dim, weights), ids in groups.items():
                 vector: Awaitable[Vector] | None
                 if query.mode is SearchMode.KEYWORD:
                     vector = None
@@ -224,12 +233,16 @@ class Retriever:
                 elif model == default and early is not None:
                     vector = early
                 else:
-                    vector = self._embed(model, query.query)
-                hits += await self._search_group(tenant_id, query, dim, ids, vector)
+                    if model not in embedding:  # once per model, whatever its groups
+                        embedding[model] = asyncio.create_task(self._embed(model, query.query))
+                    vector = embedding[model]
+                fusion = DEFAULT_FUSION.weighted(weights)
+                hits += await self._search_group(tenant_id, query, dim, ids, vector, fusion)
         finally:
-            if early is not None:
-                early.cancel()  # a no-op once it has finished
-                await asyncio.gather(early, return_exceptions=True)
+            pending = [*embedding.values(), *([early] if early is not None else [])]
+            for task in pending:
+                task.cancel()  # a no-op once it has finished
+            await asyncio.gather(*pending, return_exceptions=True)
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
         return hits[: query.limit]
 
@@ -244,6 +257,7 @@ class Retriever:
         dim: int,
         ids: list[uuid.UUID],
         vector: Awaitable[Vector] | None,
+        fusion: Fusion,
     ) -> list[Hit]:
         """Search the knowledge bases of one embedding model. In hybrid mode the keyword part
         runs on a connection of its own while the query is embedded and the vector part runs,
@@ -269,9 +283,7 @@ class Retriever:
                     keyword_found = await chunks_repo.keyword_candidates(
                         session, query_text=query.query, **scope.filters()
                     )
-                ranked = rank(
-                    vector_found, keyword_found, query.limit, query.fusion or DEFAULT_FUSION
-                )
+                ranked = rank(vector_found, keyword_found, query.limit, fusion)
                 found = await chunks_repo.passages(session, [r.chunk_id for r in ranked])
         finally:
             if apart is not None:

@@ -23,9 +23,10 @@ from starlette.formparsers import MultiPartException
 
 from mtai.api.deps import PagingDep, PrincipalDep, RuntimeDep
 from mtai.api.schemas import Page, ResponseModel, StrictModel
+from mtai.db.models import Collection
 from mtai.errors import AppError, InvalidInput
 from mtai.services.documents import Upload
-from mtai.services.rank_fusion import DEFAULT_FUSION, valid_weights
+from mtai.services.rank_fusion import MAX_WEIGHT, Weights, valid_weights
 from mtai.services.retrieval import SearchMode, SearchQuery
 
 router = APIRouter(prefix="/api/v1/rag", tags=["rag"])
@@ -53,12 +54,33 @@ def _check_metadata(value: dict[str, MetadataValue]) -> dict[str, MetadataValue]
     return value
 
 
+class FusionWeights(StrictModel):
+    vector: float = Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)
+    keyword: float = Field(ge=0, le=MAX_WEIGHT, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _not_both_zero(self) -> FusionWeights:
+        if not valid_weights(self.vector, self.keyword):
+            raise ValueError("at least one of the weights must be above 0")
+        return self
+
+    def to_weights(self) -> Weights:
+        return Weights(self.vector, self.keyword)
+
+
+_WEIGHTS = (
+    "Hybrid search's weights for the vector and the keyword list in this knowledge base, "
+    "relative to each other; null: the platform's."
+)
+
+
 class CollectionIn(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     embedding_model: str | None = Field(
         default=None, max_length=200, description="Default: the platform's embedding model."
     )
+    weights: FusionWeights | None = Field(default=None, description=_WEIGHTS)
 
 
 class CollectionPatch(StrictModel):
@@ -66,6 +88,9 @@ class CollectionPatch(StrictModel):
     description: str | None = Field(default=None, max_length=2000)
     embedding_model: str | None = Field(
         default=None, max_length=200, description="Changing it re-embeds every document."
+    )
+    weights: FusionWeights | None = Field(
+        default=None, description=_WEIGHTS + " Sent as null, back to the platform's."
     )
 
 
@@ -75,8 +100,19 @@ class CollectionOut(ResponseModel):
     description: str
     embedding_model: str
     embedding_dim: int
+    weights: FusionWeights | None = None
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def of(cls, collection: Collection) -> CollectionOut:
+        vector, keyword = collection.vector_weight, collection.keyword_weight
+        weights = (
+            None
+            if vector is None or keyword is None
+            else FusionWeights(vector=vector, keyword=keyword)
+        )
+        return cls.model_validate(collection).model_copy(update={"weights": weights})
 
 
 class CollectionChanged(CollectionOut):
@@ -142,17 +178,6 @@ class SearchFilters(StrictModel):
     )
 
     _metadata = field_validator("metadata")(_check_metadata)
-
-
-class FusionWeights(StrictModel):
-    vector: float = Field(ge=0, le=100, allow_inf_nan=False)
-    keyword: float = Field(ge=0, le=100, allow_inf_nan=False)
-
-    @model_validator(mode="after")
-    def _not_both_zero(self) -> FusionWeights:
-        if not valid_weights(self.vector, self.keyword):
-            raise ValueError("at least one of the weights must be above 0")
-        return self
 
 
 class SearchIn(StrictModel):
@@ -365,9 +390,7 @@ async def search(body: SearchIn, principal: PrincipalDep, runtime: RuntimeDep) -
             collection_ids=body.collection_ids,
             document_ids=body.filters.document_ids,
             metadata=dict(body.filters.metadata),
-            fusion=DEFAULT_FUSION.weighted(body.weights.vector, body.weights.keyword)
-            if body.weights
-            else None,
+            weights=body.weights.to_weights() if body.weights else None,
         ),
     )
     return SearchOut(mode=body.mode, results=[SearchResult.model_validate(h) for h in hits])
@@ -409,8 +432,9 @@ async def create_collection(
         name=body.name,
         description=body.description,
         embedding_model=body.embedding_model,
+        weights=body.weights.to_weights() if body.weights else None,
     )
-    return CollectionOut.model_validate(collection)
+    return CollectionOut.of(collection)
 
 
 @router.get("/collections", response_model=Page[CollectionOut])
@@ -420,14 +444,14 @@ async def list_collections(
     items, total = await runtime.knowledge_bases.list(
         principal, limit=paging.limit, offset=paging.offset
     )
-    return Page[CollectionOut].of([CollectionOut.model_validate(c) for c in items], total, paging)
+    return Page[CollectionOut].of([CollectionOut.of(c) for c in items], total, paging)
 
 
 @router.get("/collections/{collection_id}", response_model=CollectionOut)
 async def get_collection(
     collection_id: uuid.UUID, principal: PrincipalDep, runtime: RuntimeDep
 ) -> CollectionOut:
-    return CollectionOut.model_validate(await runtime.knowledge_bases.get(principal, collection_id))
+    return CollectionOut.of(await runtime.knowledge_bases.get(principal, collection_id))
 
 
 @router.patch("/collections/{collection_id}", response_model=CollectionChanged)
@@ -440,9 +464,11 @@ async def update_collection(
         name=body.name,
         description=body.description,
         embedding_model=body.embedding_model,
+        weights=body.weights.to_weights() if body.weights else None,
+        reset_weights="weights" in body.model_fields_set and body.weights is None,
     )
     return CollectionChanged(
-        **CollectionOut.model_validate(change.collection).model_dump(),
+        **CollectionOut.of(change.collection).model_dump(),
         reembedding=change.reembedding,
     )
 

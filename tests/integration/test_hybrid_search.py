@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import httpx
 import numpy as np
@@ -304,3 +305,40 @@ async def test_migration_0014_upgrades_downgrades_and_upgrades_again(pg_admin_ur
         assert await _weight_columns(url) == []
         await asyncio.to_thread(command.upgrade, config, "0014")
         assert await _weight_columns(url) == ["keyword_weight", "vector_weight"]
+
+
+async def test_explain_shows_each_list_and_the_fusion(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    for body in (LIGHTHOUSE, GARDEN):
+        created = await upload_text(client, tenant_a.owner, body)
+        await wait_done(client, tenant_a.owner, created["id"])
+
+    async def search(**fields: object) -> list[dict[str, Any]]:
+        response = await client.post(
+            "/api/v1/rag/search",
+            json={"query": "fog horn compost", "limit": 20, **fields},
+            headers=tenant_a.owner,
+        )
+        assert response.status_code == 200, response.text
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
+
+    assert all(h["explain"] is None for h in await search())  # only when asked
+    vector = {h["chunk_id"]: h for h in await search(mode="vector")}
+    keyword = {h["chunk_id"]: h for h in await search(mode="keyword")}
+    explained = await search(explain=True, weights={"vector": 2, "keyword": 1})
+    assert any(h["explain"]["vector"] and h["explain"]["keyword"] for h in explained)
+    for hit in explained:
+        why = hit["explain"]
+        assert why["fused_score"] == hit["score"]
+        assert why["fusion"] == {"method": "convex", "vector": 2.0, "keyword": 1.0}
+        if why["vector"] is not None:
+            assert why["vector"]["rank"] == hit["vector_rank"]
+            assert why["vector"]["score"] == vector[hit["chunk_id"]]["score"]
+        if why["keyword"] is not None:
+            assert why["keyword"]["rank"] == hit["keyword_rank"]
+            assert why["keyword"]["score"] == keyword[hit["chunk_id"]]["score"]
+    alone = await search(mode="keyword", explain=True)
+    assert alone
+    assert all(h["explain"]["fusion"] is None and h["explain"]["vector"] is None for h in alone)

@@ -92,6 +92,11 @@ class Ranked:
     score: float
     vector_rank: int | None
     keyword_rank: int | None
+    # What the inspector shows: each list's own score, and the fusion that combined them
+    # (None when one list was searched alone).
+    vector_score: float | None = None
+    keyword_score: float | None = None
+    fusion: Fusion | None = None
 
 
 def _reciprocal(candidates: Sequence[Candidate], weight: float, k: int) -> dict[uuid.UUID, float]:
@@ -133,12 +138,23 @@ def rank(
     for. One list keeps its own scores; two are fused as `fusion` says."""
     vector_ranks = {c.chunk_id: n for n, c in enumerate(vector or (), start=1)}
     keyword_ranks = {c.chunk_id: n for n, c in enumerate(keyword or (), start=1)}
+    vector_scores = {c.chunk_id: c.score for c in vector or ()}
+    keyword_scores = {c.chunk_id: c.score for c in keyword or ()}
+    fused = vector is not None and keyword is not None
     if vector is not None and keyword is not None:
         scores = fuse(vector, keyword, fusion)
     else:
-        scores = {c.chunk_id: c.score for c in (vector or keyword or ())}
+        scores = vector_scores or keyword_scores
     best = sorted(scores, key=lambda chunk: (-scores[chunk], chunk))[:limit]
     return [
-        Ranked(chunk, scores[chunk], vector_ranks.get(chunk), keyword_ranks.get(chunk))
+        Ranked(
+            chunk,
+            scores[chunk],
+            vector_ranks.get(chunk),
+            keyword_ranks.get(chunk),
+            vector_scores.get(chunk),
+            keyword_scores.get(chunk),
+            fusion if fused else None,
+        )
         for chunk in best
     ]

@@ -57,6 +57,9 @@ class Hit(Passage):
     score: float
     vector_rank: int | None
     keyword_rank: int | None
+    vector_score: float | None = None  # the cosine similarity
+    keyword_score: float | None = None  # the keyword rank's score
+    fusion: Fusion | None = None  # what fused the two lists, in hybrid mode
 
     @classmethod
     def of(cls, passage: Passage, ranked: Ranked) -> Hit:
@@ -65,6 +68,9 @@ class Hit(Passage):
             score=ranked.score,
             vector_rank=ranked.vector_rank,
             keyword_rank=ranked.keyword_rank,
+            vector_score=ranked.vector_score,
+            keyword_score=ranked.keyword_score,
+            fusion=ranked.fusion,
         )
 
 

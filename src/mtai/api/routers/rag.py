@@ -27,7 +27,7 @@ from mtai.db.models import Collection
 from mtai.errors import AppError, InvalidInput
 from mtai.services.documents import Upload
 from mtai.services.rank_fusion import MAX_WEIGHT, Weights, valid_weights
-from mtai.services.retrieval import SearchMode, SearchQuery
+from mtai.services.retrieval import Hit, SearchMode, SearchQuery
 
 router = APIRouter(prefix="/api/v1/rag", tags=["rag"])
 DOCUMENTS_PATH = "/api/v1/rag/documents"
@@ -194,6 +194,11 @@ class SearchIn(StrictModel):
         "fusion, relative to each other (default: the platform's tuned weights).",
     )
 
+    explain: bool = Field(
+        default=False,
+        description="Each result says its rank and score in each list and how they were fused.",
+    )
+
     @model_validator(mode="after")
     def _weights_need_hybrid(self) -> SearchIn:
         if self.weights is not None and self.mode is not SearchMode.HYBRID:
@@ -213,10 +218,53 @@ class PassageOut(ResponseModel):
     metadata: dict[str, Any]
 
 
+class ListPlace(ResponseModel):
+    rank: int
+    score: float = Field(description="vector: cosine similarity; keyword: its rank's score.")
+
+
+class FusionOut(ResponseModel):
+    method: str
+    vector: float
+    keyword: float
+
+
+class Explanation(ResponseModel):
+    """Why a hit ranks where it does: its place in each list and how they were fused."""
+
+    vector: ListPlace | None = Field(description="Absent from the vector candidates: null.")
+    keyword: ListPlace | None = Field(description="Absent from the keyword candidates: null.")
+    fused_score: float
+    fusion: FusionOut | None = Field(description="Hybrid mode's fusion; null for one list.")
+
+    @classmethod
+    def of(cls, hit: Hit) -> Explanation:
+        def place(rank: int | None, score: float | None) -> ListPlace | None:
+            return None if rank is None or score is None else ListPlace(rank=rank, score=score)
+
+        fusion = hit.fusion
+        return cls(
+            vector=place(hit.vector_rank, hit.vector_score),
+            keyword=place(hit.keyword_rank, hit.keyword_score),
+            fused_score=hit.score,
+            fusion=None
+            if fusion is None
+            else FusionOut(
+                method=fusion.method.value, vector=fusion.vector, keyword=fusion.keyword
+            ),
+        )
+
+
 class SearchResult(PassageOut):
     score: float
     vector_rank: int | None
     keyword_rank: int | None
+    explain: Explanation | None = Field(default=None, description='Only with "explain": true.')
+
+    @classmethod
+    def of(cls, hit: Hit, explain: bool) -> SearchResult:
+        result = cls.model_validate(hit)
+        return result.model_copy(update={"explain": Explanation.of(hit)}) if explain else result
 
 
 class SearchOut(ResponseModel):
@@ -393,7 +441,7 @@ async def search(body: SearchIn, principal: PrincipalDep, runtime: RuntimeDep) -
             weights=body.weights.to_weights() if body.weights else None,
         ),
     )
-    return SearchOut(mode=body.mode, results=[SearchResult.model_validate(h) for h in hits])
+    return SearchOut(mode=body.mode, results=[SearchResult.of(h, body.explain) for h in hits])
 
 
 @router.get(

@@ -140,9 +140,9 @@ def rank(
     keyword_ranks = {c.chunk_id: n for n, c in enumerate(keyword or (), start=1)}
     vector_scores = {c.chunk_id: c.score for c in vector or ()}
     keyword_scores = {c.chunk_id: c.score for c in keyword or ()}
-    fused = vector is not None and keyword is not None
+    used: Fusion | None = None
     if vector is not None and keyword is not None:
-        scores = fuse(vector, keyword, fusion)
+        scores, used = fuse(vector, keyword, fusion), fusion
     else:
         scores = vector_scores or keyword_scores
     best = sorted(scores, key=lambda chunk: (-scores[chunk], chunk))[:limit]
@@ -154,7 +154,7 @@ def rank(
             keyword_ranks.get(chunk),
             vector_scores.get(chunk),
             keyword_scores.get(chunk),
-            fusion if fused else None,
+            used,
         )
         for chunk in best
     ]

@@ -26,7 +26,6 @@ Usage: python eval/build_man_pages.py [--man DIR] [--out DIR] [--check]
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
@@ -34,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dataset_files import Documents, Judgements, Queries, known_item_files, write_or_check
+from dataset_files import Documents, Judgements, Queries, command_line
 
 DOCUMENTS = 400
 QUERIES = 150
@@ -131,12 +130,8 @@ def build(man: Path) -> tuple[Documents, Queries, Judgements]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--man", type=Path, default=DEFAULT_MAN)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--check", action="store_true", help="fail if the files differ")
-    args = parser.parse_args()
-    return write_or_check(known_item_files(*build(args.man)), args.out, args.check)
+    description = (__doc__ or "").split("\n\n")[0]
+    return command_line(description, "man", DEFAULT_MAN, DEFAULT_OUT, build)
 
 
 if __name__ == "__main__":

@@ -22,14 +22,13 @@ Usage: python eval/build_rust_book.py [--book DIR] [--out DIR] [--check]
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from dataset_files import Documents, Judgements, Queries, known_item_files, write_or_check
+from dataset_files import Documents, Judgements, Queries, command_line
 
 MIN_WORDS = 40
 MIN_QUERY_WORDS = 3
@@ -146,12 +145,8 @@ def build(book: Path) -> tuple[Documents, Queries, Judgements]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--book", type=Path, default=DEFAULT_BOOK)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--check", action="store_true", help="fail if the files differ")
-    args = parser.parse_args()
-    return write_or_check(known_item_files(*build(args.book)), args.out, args.check)
+    description = (__doc__ or "").split("\n\n")[0]
+    return command_line(description, "book", DEFAULT_BOOK, DEFAULT_OUT, build)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 Documents = list[dict[str, str]]
@@ -39,3 +41,19 @@ def write_or_check(built: dict[str, str], out: Path, check: bool) -> int:
     lines = {name: text.count("\n") for name, text in built.items()}
     print(f"wrote {out}: {lines}")
     return 0
+
+
+def command_line(
+    description: str,
+    source: str,
+    default_source: Path,
+    default_out: Path,
+    build: Callable[[Path], tuple[Documents, Queries, Judgements]],
+) -> int:
+    """A builder's command: `--SOURCE DIR --out DIR --check`."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(f"--{source}", type=Path, default=default_source, dest="source")
+    parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument("--check", action="store_true", help="fail if the files differ")
+    args = parser.parse_args()
+    return write_or_check(known_item_files(*build(args.source)), args.out, args.check)

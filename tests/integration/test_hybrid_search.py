@@ -156,6 +156,20 @@ async def test_the_vector_statement_matches_the_hnsw_index(
     assert "Index Scan using rag_chunks_hnsw_384" in plan, plan
 
 
+async def searched(
+    client: httpx.AsyncClient, headers: dict[str, str], **fields: object
+) -> list[dict[str, Any]]:
+    """The results of a search for words in both LIGHTHOUSE and GARDEN, 20 at most."""
+    response = await client.post(
+        "/api/v1/rag/search",
+        json={"query": "fog horn compost", "limit": 20, **fields},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    results: list[dict[str, Any]] = response.json()["results"]
+    return results
+
+
 async def test_a_request_weighs_the_two_lists(
     client: httpx.AsyncClient, tenant_a: TenantFixture
 ) -> None:
@@ -165,15 +179,8 @@ async def test_a_request_weighs_the_two_lists(
         created = await upload_text(client, tenant_a.owner, body)
         await wait_done(client, tenant_a.owner, created["id"])
 
-    async def search(**fields: object) -> list[dict[str, object]]:
-        response = await client.post(
-            "/api/v1/rag/search",
-            json={"query": "fog horn compost", "limit": 20, **fields},
-            headers=tenant_a.owner,
-        )
-        assert response.status_code == 200, response.text
-        results: list[dict[str, object]] = response.json()["results"]
-        return results
+    async def search(**fields: object) -> list[dict[str, Any]]:
+        return await searched(client, tenant_a.owner, **fields)
 
     for mode, weights in (
         ("vector", {"vector": 1, "keyword": 0}),
@@ -222,13 +229,7 @@ async def test_a_knowledge_base_keeps_weights_of_its_own(
         await wait_done(client, tenant_a.owner, created["id"])
 
     async def search(**fields: object) -> list[str]:
-        response = await client.post(
-            "/api/v1/rag/search",
-            json={"query": "fog horn compost", "limit": 20, **fields},
-            headers=tenant_a.owner,
-        )
-        assert response.status_code == 200, response.text
-        return [h["chunk_id"] for h in response.json()["results"]]
+        return [h["chunk_id"] for h in await searched(client, tenant_a.owner, **fields)]
 
     alone = await search(mode="vector", collection_ids=[kb])
     assert alone
@@ -315,14 +316,7 @@ async def test_explain_shows_each_list_and_the_fusion(
         await wait_done(client, tenant_a.owner, created["id"])
 
     async def search(**fields: object) -> list[dict[str, Any]]:
-        response = await client.post(
-            "/api/v1/rag/search",
-            json={"query": "fog horn compost", "limit": 20, **fields},
-            headers=tenant_a.owner,
-        )
-        assert response.status_code == 200, response.text
-        results: list[dict[str, Any]] = response.json()["results"]
-        return results
+        return await searched(client, tenant_a.owner, **fields)
 
     assert all(h["explain"] is None for h in await search())  # only when asked
     vector = {h["chunk_id"]: h for h in await search(mode="vector")}

@@ -49,21 +49,27 @@ async def test_hybrid_beats_vector_and_keyword(runtime: Runtime, name: str) -> N
         assert hybrid.recall_at_10 >= other.recall_at_10, scores
 
 
+def eval_cli(settings: Settings, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`mtai eval retrieval ARGS...` against the test deployment."""
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "mtai"), "eval", "retrieval", *args],
+        env=deployment_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_the_cli_prints_one_table_for_several_sets_and_cleans_up(
     settings: Settings, tmp_path: Path
 ) -> None:
     second = tmp_path / "eval-tiny-again"
     shutil.copytree(TINY, second)
-    result = subprocess.run(
-        [
-            *(str(ROOT / ".venv" / "bin" / "mtai"), "eval", "retrieval", str(TINY), str(second)),
-            *("--fusion", "rrf:1:1", "--fusion", "convex:1:0"),
-        ],
-        env=deployment_env(settings),
-        capture_output=True,
-        text=True,
+    result = eval_cli(
+        settings,
+        *(str(TINY), str(second), "--fusion", "rrf:1:1", "--fusion", "convex:1:0"),
         timeout=300,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
@@ -81,21 +87,7 @@ def test_the_cli_prints_one_table_for_several_sets_and_cleans_up(
 
 
 def test_a_fusion_it_cannot_use_is_refused_before_any_work(settings: Settings) -> None:
-    result = subprocess.run(
-        [
-            str(ROOT / ".venv" / "bin" / "mtai"),
-            "eval",
-            "retrieval",
-            str(TINY),
-            "--fusion",
-            "rrf:0:0",
-        ],
-        env=deployment_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = eval_cli(settings, str(TINY), "--fusion", "rrf:0:0", timeout=120)
     assert result.returncode == 1
     assert "not both 0" in result.stderr, result.stderr
 
@@ -104,14 +96,7 @@ def test_a_broken_dataset_is_refused_with_the_reason(settings: Settings, tmp_pat
     (tmp_path / "documents.jsonl").write_text('{"id": "a", "title": "A", "text": "x"}\n')
     (tmp_path / "queries.jsonl").write_text('{"id": "q", "query": "x"}\n')
     (tmp_path / "qrels.tsv").write_text("query_id\tdocument_id\trelevance\nq\tmissing\t1\n")
-    result = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "mtai"), "eval", "retrieval", str(tmp_path)],
-        env=deployment_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = eval_cli(settings, str(tmp_path), timeout=120)
     assert result.returncode == 1
     assert "qrels.tsv" in result.stderr, result.stderr
     assert "missing" in result.stderr, result.stderr

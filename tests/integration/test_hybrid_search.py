@@ -26,7 +26,13 @@ from mtai.db.repositories import chunks as chunks_repo
 from mtai.runtime import Runtime, open_runtime
 from mtai.services.documents import Upload
 from mtai.services.principal import ALL_SCOPES, Principal, Role
-from mtai.services.retrieval import Retriever, SearchMode, SearchQuery, SpareConnections
+from mtai.services.retrieval import (
+    MAX_WEIGHTINGS,
+    Retriever,
+    SearchMode,
+    SearchQuery,
+    SpareConnections,
+)
 from tests.conftest import TenantFixture
 from tests.integration.test_rag import GARDEN, LIGHTHOUSE, upload_text, wait_done
 from tests.support.fake_upstreams import FakeUpstream
@@ -336,3 +342,32 @@ async def test_explain_shows_each_list_and_the_fusion(
     alone = await search(mode="keyword", explain=True)
     assert alone
     assert all(h["explain"]["fusion"] is None and h["explain"]["vector"] is None for h in alone)
+
+
+async def test_knowledge_bases_cannot_multiply_a_searchs_queries(
+    client: httpx.AsyncClient, tenant_a: TenantFixture
+) -> None:
+    """Each distinct weighting is a search of its own; a tenant giving each of its knowledge
+    bases other weights must not turn one search into hundreds of queries."""
+    ids = []
+    for n in range(MAX_WEIGHTINGS + 1):
+        created = await client.post(
+            "/api/v1/rag/collections",
+            json={"name": f"kb-{n}", "weights": {"vector": 1, "keyword": n + 1}},
+            headers=tenant_a.owner,
+        )
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["id"])
+    refused = await client.post("/api/v1/rag/search", json={"query": "fog"}, headers=tenant_a.owner)
+    assert refused.status_code == 422, refused.text
+    assert "at most 4" in refused.json()["detail"]
+    assert "collection_ids" in refused.json()["detail"]
+    for fields in (
+        {"collection_ids": ids[:MAX_WEIGHTINGS]},
+        {"weights": {"vector": 1, "keyword": 1}},  # one weighting for all of them
+        {"mode": "vector"},
+    ):
+        fine = await client.post(
+            "/api/v1/rag/search", json={"query": "fog", **fields}, headers=tenant_a.owner
+        )
+        assert fine.status_code == 200, (fields, fine.text)

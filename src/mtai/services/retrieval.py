@@ -19,7 +19,7 @@ from mtai.db.models import Collection
 from mtai.db.repositories import chunks as chunks_repo
 from mtai.db.repositories import collections as collections_repo
 from mtai.db.repositories.chunks import Candidate, Passage
-from mtai.errors import NotFound
+from mtai.errors import InvalidInput, NotFound
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.llm.base import Message, Source
 from mtai.services.metering import Meter, provider_of
@@ -31,6 +31,8 @@ Vector = npt.NDArray[np.float32]
 # Each list that hybrid search fuses holds this many candidates (at least the limit asked).
 CANDIDATES = 50
 SNIPPET_CHARS = 300
+# Distinct knowledge-base weightings one search may meet (each is a search of its own).
+MAX_WEIGHTINGS = 4
 # Chat retrieves with the user's message; past this length it is not a search query any more.
 MAX_QUERY_CHARS = 2000
 
@@ -226,9 +228,20 @@ class Retriever:
             # and per weighting when knowledge bases weigh their lists differently.
             groups: dict[tuple[str, int, Weights | None], list[uuid.UUID]] = defaultdict(list)
             for collection in collections:
-                weights = query.weights or weights_of(collection)
+                hybrid = query.mode is SearchMode.HYBRID
+                weights = (query.weights or weights_of(collection)) if hybrid else None
                 key = (collection.embedding_model, collection.embedding_dim, weights)
                 groups[key].append(collection.id)
+            weightings = {weights for _, _, weights in groups}
+            if len(weightings) > MAX_WEIGHTINGS:
+                # Each weighting is a search of its own: a bound, or a tenant's knowledge
+                # bases could multiply every search's queries a hundredfold.
+                raise InvalidInput(
+                    f"The knowledge bases searched weigh hybrid search {len(weightings)} "
+                    f"different ways; one search takes at most {MAX_WEIGHTINGS}. Search fewer "
+                    "knowledge bases at once (collection_ids), give them the same weights, or "
+                    "pass weights with the request."
+                )
             hits: list[Hit] = []
             for (model, dim, weights), ids in groups.items():
                 vector: Awaitable[Vector] | None

@@ -23,6 +23,7 @@ from mtai.api.routers import (
     models_admin,
     openai_api,
     rag,
+    rerank_api,
     responses_api,
     system,
     tenants,
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anthropic_api.router,
         openai_api.router,
         responses_api.router,
+        rerank_api.router,
         ui.router,
     ):
         app.include_router(router)

@@ -26,6 +26,7 @@ from mtai.services import bootstrap, doctor, retrieval_eval, secrets
 from mtai.services.invitations import Issued
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
 from mtai.services.rank_fusion import parse_fusion
+from mtai.services.retrieval import Retriever
 from mtai.services.tenant_archive import ArchiveReport, TenantArchive, signing_key
 
 app = typer.Typer(
@@ -237,6 +238,14 @@ def eval_retrieval(
             "METHOD rrf or convex (e.g. rrf:1:0.5); repeatable."
         ),
     ] = None,
+    ts_rank: Annotated[
+        bool,
+        typer.Option(
+            "--ts-rank",
+            help="Also score keyword and hybrid search ranking keywords by PostgreSQL's ts_rank "
+            "instead of BM25.",
+        ),
+    ] = False,
 ) -> None:
     """nDCG@k, recall@k and MRR of vector, keyword and hybrid search on each dataset, in one
     table (format: eval/README.md)."""
@@ -254,6 +263,9 @@ def eval_retrieval(
         raise _fail("Two datasets have the same directory name: rename one.")
 
     async def work(runtime: Runtime) -> None:
+        variants = {}
+        if ts_rank:
+            variants["ts_rank"] = Retriever(runtime.db, runtime.embedders, bm25=None)
         by_set = {}
         for name, data in loaded.items():
             typer.echo(
@@ -267,6 +279,7 @@ def eval_retrieval(
                 retriever=runtime.retriever,
                 k=k,
                 fusions=fusions,
+                variants=variants,
                 progress=lambda line: typer.echo(line, err=True),
             )
         typer.echo(format_sets(by_set))

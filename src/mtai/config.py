@@ -18,6 +18,17 @@ WEAK_SECRETS = frozenset(
 MIN_SECRET_LENGTH = 32
 
 
+class KeywordRanking(StrEnum):
+    BM25 = "bm25"
+    TS_RANK = "ts_rank"  # PostgreSQL's, kept to compare with (docs/rag.md)
+
+
+class RerankProvider(StrEnum):
+    NONE = "none"
+    COHERE = "cohere"  # any Cohere-compatible /rerank endpoint (Cohere, Jina, vLLM, Infinity)
+    BEDROCK = "bedrock"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     PRODUCTION = "production"
@@ -403,6 +414,36 @@ class Settings(BaseSettings):
     )
     chunk_overlap_tokens: int = Field(
         default=40, ge=0, le=1024, description="Tokens repeated between neighbouring chunks."
+    )
+    rag_keyword_ranking: KeywordRanking = Field(
+        default=KeywordRanking.BM25, description="How keyword search ranks: bm25 or ts_rank."
+    )
+    rag_bm25_k1: float = Field(
+        default=1.2, ge=0, le=10, description="BM25's term-frequency saturation (k1)."
+    )
+    rag_bm25_b: float = Field(
+        default=0.75, ge=0, le=1, description="BM25's length normalisation (b)."
+    )
+    rerank_provider: RerankProvider = Field(
+        default=RerankProvider.NONE,
+        description="Reranker for knowledge bases that turn reranking on: none, cohere, bedrock.",
+    )
+    rerank_model: str = Field(
+        default="rerank-v3.5",
+        description="Reranker model: its name at the endpoint, or its Bedrock model id.",
+    )
+    rerank_base_url: str | None = Field(
+        default=None, description="Cohere-compatible endpoint, the URL before /rerank."
+    )
+    rerank_api_key: SecretStr | None = Field(default=None, description="API key of that endpoint.")
+    rerank_bedrock_region: str = Field(
+        default="us-east-1", description="Region of the Bedrock reranker model."
+    )
+    rerank_bedrock_endpoint_url: str | None = Field(
+        default=None, description="Bedrock Agent Runtime endpoint override (tests, VPC endpoints)."
+    )
+    rerank_candidates: int = Field(
+        default=20, ge=1, le=100, description="Fused passages a reranked search reorders."
     )
     rag_top_k: int = Field(
         default=5, ge=1, le=50, description="Passages put in the prompt when chat uses retrieval."

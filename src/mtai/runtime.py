@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError
 
-from mtai.config import Environment, Settings
+from mtai.config import Environment, KeywordRanking, Settings
 from mtai.db.engine import Database
 from mtai.db.notify import listen
 from mtai.errors import ConfigurationError
@@ -25,6 +25,7 @@ from mtai.providers.limits.redis_store import connect as connect_redis
 from mtai.providers.llm.registry import ProviderRegistry
 from mtai.providers.mail import SmtpMailer
 from mtai.providers.queue.ingest_queue import IngestQueue
+from mtai.providers.rerank.registry import reranker_from
 from mtai.providers.storage.base import ObjectStore
 from mtai.providers.storage.factory import open_store
 from mtai.rag.parsing import ContentLimits
@@ -48,7 +49,8 @@ from mtai.services.llm_router import LLMRouter
 from mtai.services.login_throttle import LoginThrottle
 from mtai.services.metering import Meter
 from mtai.services.metrics import Metrics
-from mtai.services.retrieval import Retriever
+from mtai.services.reranking import RerankService
+from mtai.services.retrieval import Bm25, Retriever
 from mtai.services.tenants import TenantService
 from mtai.services.usage import UsageLedger
 from mtai.services.usage_reports import UsageReports
@@ -76,6 +78,7 @@ class Runtime:
     chat: ChatService
     usage: UsageReports
     embeddings: EmbeddingService
+    reranking: RerankService
     limits: LimitService
     metrics: Metrics
     store: ObjectStore
@@ -162,6 +165,12 @@ def reaper_task(runtime: Runtime) -> asyncio.Task[None]:
     return asyncio.create_task(
         runtime.ingestor.run_reaper(runtime.queue.enqueue, interval), name="ingest-reaper"
     )
+
+
+def _bm25(settings: Settings) -> Bm25 | None:
+    if settings.rag_keyword_ranking is KeywordRanking.TS_RANK:
+        return None
+    return Bm25(settings.rag_bm25_k1, settings.rag_bm25_b)
 
 
 def _queue(settings: Settings, ingestor: Ingestor) -> IngestQueue:
@@ -275,6 +284,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         meter=meter,
     )
     queue = _queue(settings, ingestor)
+    reranker = reranker_from(settings)
     knowledge_bases = KnowledgeBaseService(
         db,
         embedders,
@@ -282,8 +292,16 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         queue.enqueue,
         max_per_tenant=settings.max_collections_per_tenant,
         meter=meter,
+        can_rerank=reranker is not None,
     )
-    retriever = Retriever(db, embedders, meter=meter)
+    retriever = Retriever(
+        db,
+        embedders,
+        meter=meter,
+        bm25=_bm25(settings),
+        reranker=reranker,
+        rerank_candidates=settings.rerank_candidates,
+    )
     gateway = Gateway(
         auth,
         catalog,
@@ -337,6 +355,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         limits=limits,
         metrics=metrics,
         embeddings=EmbeddingService(local_embedder, meter),
+        reranking=RerankService(reranker, meter),
         store=store,
         embedders=embedders,
         queue=queue,
@@ -401,6 +420,8 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         await queue.aclose()
         await registry.aclose()
         await embedders.aclose()
+        if reranker is not None:
+            await reranker.aclose()
         await store.aclose()
         await limits.aclose()
         await db.dispose()

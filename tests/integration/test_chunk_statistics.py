@@ -25,7 +25,7 @@ from tests.conftest import TenantFixture
 from tests.integration.test_rag import COLLECTIONS, DOCS, GARDEN, LIGHTHOUSE, upload_text, wait_done
 
 Counts = dict[tuple[uuid.UUID, str], int]
-Sizes = dict[uuid.UUID, int]
+Sizes = dict[uuid.UUID, tuple[int, int]]  # chunks, summed lengths
 
 
 @pytest.fixture
@@ -59,16 +59,18 @@ async def recounted(owner: asyncpg.Connection, tenant_id: uuid.UUID) -> Counts:
 
 
 async def sizes(owner: asyncpg.Connection, tenant_id: uuid.UUID) -> tuple[Sizes, Sizes]:
-    """(stored, recounted) chunks per knowledge base."""
+    """(stored, recounted) chunks and their summed lengths per knowledge base."""
     kept = await owner.fetch(
-        "SELECT s.collection_id, s.chunks FROM rag_collection_sizes s "
+        "SELECT s.collection_id, s.chunks, s.lexemes FROM rag_collection_sizes s "
         "JOIN rag_collections k ON k.id = s.collection_id WHERE k.tenant_id = $1 AND s.chunks <> 0",
         tenant_id,
     )
     counted = await owner.fetch(
-        "SELECT collection_id, count(*) FROM rag_chunks WHERE tenant_id = $1 GROUP BY 1", tenant_id
+        "SELECT collection_id, count(*), sum(length(tsv)) FROM rag_chunks WHERE tenant_id = $1 "
+        "GROUP BY 1",
+        tenant_id,
     )
-    return dict(map(tuple, kept)), dict(map(tuple, counted))
+    return {r[0]: (r[1], r[2]) for r in kept}, {r[0]: (r[1], r[2]) for r in counted}
 
 
 async def assert_exact(owner: asyncpg.Connection, tenant_id: uuid.UUID) -> Counts:

@@ -45,7 +45,7 @@ from starlette.types import Receive, Scope, Send
 
 Kind = Literal["ok", "400", "429", "500", "timeout", "malformed", "slow"]
 Finish = Literal["stop", "length", "tool_calls"]
-Protocol = Literal["openai", "anthropic", "bedrock"]
+Protocol = Literal["openai", "anthropic", "bedrock", "cohere"]
 
 DEFAULT_TIMEOUT_DELAY = 30.0
 _SLOW_CHUNKS = 6
@@ -186,6 +186,15 @@ def split_text(text: str, parts: int) -> list[str]:
     return pieces
 
 
+def rerank_score(query: str, document: str) -> float:
+    """The fake rerankers' relevance: the share of the query's words the document holds, a
+    shorter document first among equals. Deterministic, so tests can predict the order."""
+    words = set(re.findall(r"\w+", query.lower()))
+    held = set(re.findall(r"\w+", document.lower()))
+    share = len(words & held) / max(len(words), 1)
+    return round(share + 0.001 / (1 + len(held)), 6)
+
+
 def embedding_vector(item: str, dim: int) -> list[float]:
     """The deterministic, L2-normalised vector the fake returns for `item`."""
     values: list[float] = []
@@ -299,6 +308,8 @@ class FakeUpstream:
                 ),
                 Route("/model/{model_id:path}/converse", self._bedrock_converse, methods=["POST"]),
                 Route("/model/{model_id:path}/invoke", self._bedrock_invoke, methods=["POST"]),
+                Route("/v1/rerank", self._cohere_rerank, methods=["POST"]),
+                Route("/rerank", self._bedrock_rerank, methods=["POST"]),
             ]
         )
 
@@ -1262,4 +1273,65 @@ class FakeUpstream:
                 "inputTextTokenCount": behaviour.prompt_tokens,
             },
             headers=headers,
+        )
+
+    # ------------------------------------------------------------------ rerankers
+
+    async def _cohere_rerank(self, request: Request) -> Response:
+        """Cohere's /v2/rerank (and Jina's, vLLM's): {model, query, documents, top_n}."""
+        recorded, parsed = await self._record("cohere", request)
+        if not re.fullmatch(r"Bearer\s+\S+", request.headers.get("authorization", "").strip()):
+            return JSONResponse({"message": "no api key supplied"}, status_code=401)
+        body = recorded.json
+        if not parsed or not isinstance(body, dict):
+            return JSONResponse({"message": "invalid request: body is not JSON"}, status_code=400)
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(body.get("model"), str) or not isinstance(query, str):
+            return JSONResponse({"message": "invalid request: model and query are required"}, 400)
+        if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+            return JSONResponse({"message": "invalid request: documents must be strings"}, 400)
+        behaviour = self._next(body["model"])
+        if behaviour.kind in ("429", "500"):
+            status = int(behaviour.kind)
+            return JSONResponse({"message": f"fake failure {status}"}, status_code=status)
+        if await self._wait(behaviour, request, body["model"]):
+            return Response(status_code=499)
+        if behaviour.kind == "malformed":
+            return Response(b'{"results": [{"index": 0', media_type="application/json")
+        top_n = body.get("top_n") or len(documents)
+        scored = sorted(
+            ((rerank_score(query, d), i) for i, d in enumerate(documents)), key=lambda x: -x[0]
+        )
+        return JSONResponse(
+            {
+                "id": str(uuid.uuid4()),
+                "results": [{"index": i, "relevance_score": s} for s, i in scored[:top_n]],
+                "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}},
+            }
+        )
+
+    async def _bedrock_rerank(self, request: Request) -> Response:
+        """Bedrock Agent Runtime's Rerank: queries, inline text sources, a model ARN."""
+        recorded, _ = await self._record("bedrock", request)
+        if (denied := self._bedrock_unsigned(request)) is not None:
+            return denied
+        body = recorded.json
+        try:
+            query = body["queries"][0]["textQuery"]["text"]
+            documents = [s["inlineDocumentSource"]["textDocument"]["text"] for s in body["sources"]]
+            config = body["rerankingConfiguration"]["bedrockRerankingConfiguration"]
+            arn = config["modelConfiguration"]["modelArn"]
+            wanted = int(config.get("numberOfResults", len(documents)))
+        except (KeyError, IndexError, TypeError, ValueError):
+            return self._bedrock_error(400, "ValidationException", "Malformed rerank request.")
+        model = str(arn).rpartition("foundation-model/")[2]
+        behaviour = self._next(model)
+        if (failure := self._bedrock_failure(behaviour)) is not None:
+            return failure
+        scored = sorted(
+            ((rerank_score(query, d), i) for i, d in enumerate(documents)), key=lambda x: -x[0]
+        )
+        return JSONResponse(
+            {"results": [{"index": i, "relevanceScore": s} for s, i in scored[:wanted]]},
+            headers={"x-amzn-RequestId": str(uuid.uuid4())},
         )

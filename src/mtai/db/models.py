@@ -19,6 +19,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -306,6 +307,8 @@ class Collection(Base):
     # Hybrid search's weights for this knowledge base; None: the platform's (migration 0014).
     vector_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
     keyword_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Searches reorder their best passages with the platform's reranker (migration 0016).
+    rerank: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(

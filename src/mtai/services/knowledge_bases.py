@@ -17,7 +17,7 @@ from mtai.db.engine import Database
 from mtai.db.models import Collection
 from mtai.db.repositories import collections as collections_repo
 from mtai.db.repositories import documents as documents_repo
-from mtai.errors import Conflict, NotFound
+from mtai.errors import Conflict, InvalidInput, NotFound
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.storage.base import ObjectStore
 from mtai.services import audit
@@ -63,13 +63,24 @@ class KnowledgeBaseService:
         *,
         max_per_tenant: int,
         meter: Meter,
+        can_rerank: bool = False,
     ) -> None:
+        """`can_rerank`: the platform has a reranker, so knowledge bases may turn it on."""
         self.meter = meter
+        self.can_rerank = can_rerank
         self.db = db
         self.embedders = embedders
         self.store = store
         self.enqueue = enqueue
         self.max_per_tenant = max_per_tenant
+
+    def _check_rerank(self, rerank: bool | None) -> None:
+        if rerank and not self.can_rerank:
+            raise InvalidInput(
+                "This platform has no reranker, so a knowledge base cannot turn reranking on: "
+                "ask the operator to set MTAI_RERANK_PROVIDER (docs/rag.md).",
+                code="reranker_unavailable",
+            )
 
     def _model(self, name: str | None) -> tuple[str, int]:
         embedder = self.embedders.get(name or self.embedders.default_name)
@@ -84,8 +95,10 @@ class KnowledgeBaseService:
         description: str,
         embedding_model: str | None,
         weights: Weights | None = None,
+        rerank: bool = False,
     ) -> Collection:
         tenant_id = principal.require_tenant()
+        self._check_rerank(rerank)
         if await collections_repo.count(session) >= self.max_per_tenant:
             raise Conflict(
                 f"This tenant already has {self.max_per_tenant} knowledge bases, the most allowed; "
@@ -102,6 +115,7 @@ class KnowledgeBaseService:
             embedding_dim=dim,
             vector_weight=weights.vector if weights else None,
             keyword_weight=weights.keyword if weights else None,
+            rerank=rerank,
             created_by=actor_label(principal),
         )
         try:
@@ -119,7 +133,12 @@ class KnowledgeBaseService:
             tenant_id=tenant_id,
             target_type="collection",
             target_id=collection.id,
-            details={"name": name, "embedding_model": model, "weights": _described(weights)},
+            details={
+                "name": name,
+                "embedding_model": model,
+                "weights": _described(weights),
+                "rerank": str(rerank).lower(),
+            },
         )
         return collection
 
@@ -131,6 +150,7 @@ class KnowledgeBaseService:
         description: str,
         embedding_model: str | None,
         weights: Weights | None = None,
+        rerank: bool = False,
     ) -> Collection:
         principal.require_scope(Scope.RAG_WRITE)
         async with self.db.tenant(principal.require_tenant()) as session:
@@ -141,6 +161,7 @@ class KnowledgeBaseService:
                 description=description,
                 embedding_model=embedding_model,
                 weights=weights,
+                rerank=rerank,
             )
 
     async def list(
@@ -199,9 +220,11 @@ class KnowledgeBaseService:
         embedding_model: str | None,
         weights: Weights | None = None,
         reset_weights: bool = False,
+        rerank: bool | None = None,
     ) -> Change:
         """None leaves a field as it is; `reset_weights` gives the platform's weights back."""
         principal.require_scope(Scope.RAG_WRITE)
+        self._check_rerank(rerank)
         tenant_id = principal.require_tenant()
         if embedding_model is not None:
             # Re-embedding spends compute: admitted like any metered request (the documents'
@@ -225,6 +248,9 @@ class KnowledgeBaseService:
                 collection.vector_weight = weights.vector if weights else None
                 collection.keyword_weight = weights.keyword if weights else None
                 changes["weights"] = _described(weights)
+            if rerank is not None and rerank != collection.rerank:
+                collection.rerank = rerank
+                changes["rerank"] = str(rerank).lower()
             if embedding_model is not None:
                 model, dim = self._model(embedding_model)
                 if model != collection.embedding_model:

@@ -62,6 +62,9 @@ class Metered:
     cost_usd: Decimal
 
 
+_STEP_SUFFIXES = {"rag_chat": ".retrieval", "rag_rerank": ".rerank"}
+
+
 class Meter:
     def __init__(
         self,
@@ -155,8 +158,9 @@ class Meter:
         request_id = request_id_var.get()
         if request_id is None:
             return new_request_id()
-        # A RAG chat records its retrieval beside its answer, which takes the request's own id.
-        return f"{request_id}.retrieval" if api == "rag_chat" else request_id
+        # A RAG chat records its retrieval beside its answer, which takes the request's own id;
+        # a reranked search or chat records the reranking beside them.
+        return f"{request_id}{_STEP_SUFFIXES.get(api, '')}"
 
     async def charge_ingestion(
         self,

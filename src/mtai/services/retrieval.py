@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -19,9 +19,10 @@ from mtai.db.models import Collection
 from mtai.db.repositories import chunks as chunks_repo
 from mtai.db.repositories import collections as collections_repo
 from mtai.db.repositories.chunks import Candidate, Passage
-from mtai.errors import InvalidInput, NotFound
+from mtai.errors import InvalidInput, NotFound, ServiceUnavailable
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.providers.llm.base import Message, Source
+from mtai.providers.rerank.base import Reranker
 from mtai.services.metering import Meter, provider_of
 from mtai.services.principal import Principal, Scope
 from mtai.services.rank_fusion import DEFAULT_FUSION, Fusion, Ranked, Weights, rank
@@ -35,6 +36,8 @@ SNIPPET_CHARS = 300
 MAX_WEIGHTINGS = 4
 # Chat retrieves with the user's message; past this length it is not a search query any more.
 MAX_QUERY_CHARS = 2000
+# Fused passages a reranked search reorders (MTAI_RERANK_CANDIDATES).
+RERANK_CANDIDATES = 20
 
 
 class SearchMode(StrEnum):
@@ -52,6 +55,7 @@ class SearchQuery:
     document_ids: list[uuid.UUID] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     weights: Weights | None = None  # hybrid's; None: each knowledge base's, else the default
+    rerank: bool | None = None  # None: when a knowledge base searched turns reranking on
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,15 @@ class Hit(Passage):
     vector_score: float | None = None  # the cosine similarity
     keyword_score: float | None = None  # the keyword rank's score
     fusion: Fusion | None = None  # what fused the two lists, in hybrid mode
+    fused_score: float = 0.0  # the score before reranking (`score` unless reranked)
+    rerank_score: float | None = None
 
     @classmethod
     def of(cls, passage: Passage, ranked: Ranked) -> Hit:
         return cls(
             **asdict(passage),
             score=ranked.score,
+            fused_score=ranked.score,
             vector_rank=ranked.vector_rank,
             keyword_rank=ranked.keyword_rank,
             vector_score=ranked.vector_score,
@@ -87,6 +94,14 @@ class CandidateScope:
 
     def filters(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Bm25:
+    """Keyword search's BM25 parameters (Robertson's defaults)."""
+
+    k1: float = 1.2
+    b: float = 0.75
 
 
 def weights_of(collection: Collection) -> Weights | None:
@@ -140,6 +155,12 @@ class Citation:
         }
 
 
+def passage_text(hit: Passage) -> str:
+    """A passage as a reranker reads it: where it is, then what it says."""
+    where = " > ".join(x for x in (hit.title, hit.heading) if x)
+    return f"{where}\n{hit.text}" if where else hit.text
+
+
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     flat = " ".join(text.split())
     if len(flat) <= limit:
@@ -155,13 +176,21 @@ class Retriever:
         spare_connections: int | None = None,
         *,
         meter: Meter | None = None,
+        bm25: Bm25 | None = Bm25(),
+        reranker: Reranker | None = None,
+        rerank_candidates: int = RERANK_CANDIDATES,
     ) -> None:
         """`spare_connections`: searches that may run their keyword part on a second pooled
         connection at once (default: half the pool). `meter`: admits and records each search
-        (the runtime always gives one)."""
+        (the runtime always gives one). `bm25`: keyword search's ranking; None ranks by
+        PostgreSQL's ts_rank instead. `reranker`: reorders the best `rerank_candidates` fused
+        passages of searches that ask for it (or of knowledge bases that turn it on)."""
         self.db = db
         self.embedders = embedders
         self.meter = meter
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
+        self.bm25 = None if bm25 is None else (bm25.k1, bm25.b)
         limit = max(1, db.pool_size // 2) if spare_connections is None else spare_connections
         self.spare = SpareConnections(limit)
 
@@ -232,6 +261,9 @@ class Retriever:
                 weights = (query.weights or weights_of(collection)) if hybrid else None
                 key = (collection.embedding_model, collection.embedding_dim, weights)
                 groups[key].append(collection.id)
+            reranked = self._reranks(query, collections)
+            # A reranked search fuses more passages than it returns, for the reranker to order.
+            fused = max(query.limit, self.rerank_candidates) if reranked else query.limit
             weightings = {weights for _, _, weights in groups}
             if len(weightings) > MAX_WEIGHTINGS:
                 # Each weighting is a search of its own: a bound, or a tenant's knowledge
@@ -256,14 +288,46 @@ class Retriever:
                         embedding[model] = asyncio.create_task(self._embed(model, query.query))
                     vector = embedding[model]
                 fusion = DEFAULT_FUSION.weighted(weights)
-                hits += await self._search_group(tenant_id, query, dim, ids, vector, fusion)
+                hits += await self._search_group(tenant_id, query, dim, ids, vector, fusion, fused)
         finally:
             pending = [*embedding.values(), *([early] if early is not None else [])]
             for task in pending:
                 task.cancel()  # a no-op once it has finished
             await asyncio.gather(*pending, return_exceptions=True)
         hits.sort(key=lambda h: (-h.score, h.chunk_id))
+        if reranked:
+            hits = await self._rerank(principal, query.query, hits[:fused])
         return hits[: query.limit]
+
+    def _reranks(self, query: SearchQuery, collections: list[Collection]) -> bool:
+        """Whether this search is reranked; an error if it should be and cannot."""
+        wanted = query.rerank if query.rerank is not None else any(c.rerank for c in collections)
+        if wanted and self.reranker is None:
+            raise ServiceUnavailable(
+                "This search asks for reranking (or a knowledge base searched turns it on), but "
+                'no reranker is configured on this platform: search with "rerank": false, '
+                "turn reranking off for the knowledge base, or ask the operator to set "
+                "MTAI_RERANK_PROVIDER.",
+                code="reranker_unavailable",
+            )
+        return wanted
+
+    async def _rerank(self, principal: Principal, query: str, hits: list[Hit]) -> list[Hit]:
+        """`hits` in the reranker's order, each scored by it; metered like an embedding."""
+        reranker = self.reranker
+        if reranker is None or not hits:
+            return hits
+        documents = [passage_text(h) for h in hits]
+        tokens = sum(map(reranker.count_tokens, [query, *documents]))
+        provider = provider_of(reranker.name)
+        if self.meter is None:
+            order = await reranker.arerank(query, documents)
+        else:
+            async with self.meter.embedding(
+                principal, model=reranker.name, provider=provider, tokens=tokens, api="rag_rerank"
+            ):
+                order = await reranker.arerank(query, documents)
+        return [replace(hits[r.index], score=r.score, rerank_score=r.score) for r in order]
 
     async def _embed(self, model: str, text: str) -> Vector:
         row: Vector = (await self.embedders.get(model).aembed([text]))[0]
@@ -277,6 +341,7 @@ class Retriever:
         ids: list[uuid.UUID],
         vector: Awaitable[Vector] | None,
         fusion: Fusion,
+        fused: int,
     ) -> list[Hit]:
         """Search the knowledge bases of one embedding model. In hybrid mode the keyword part
         runs on a connection of its own while the query is embedded and the vector part runs,
@@ -300,9 +365,9 @@ class Retriever:
                     keyword_found = await apart
                 elif wants_keyword:
                     keyword_found = await chunks_repo.keyword_candidates(
-                        session, query_text=query.query, **scope.filters()
+                        session, query_text=query.query, bm25=self.bm25, **scope.filters()
                     )
-                ranked = rank(vector_found, keyword_found, query.limit, fusion)
+                ranked = rank(vector_found, keyword_found, fused, fusion)
                 found = await chunks_repo.passages(session, [r.chunk_id for r in ranked])
         finally:
             if apart is not None:
@@ -317,7 +382,7 @@ class Retriever:
     ) -> list[Candidate]:
         async with self.db.tenant(tenant_id) as session:
             return await chunks_repo.keyword_candidates(
-                session, query_text=query.query, **scope.filters()
+                session, query_text=query.query, bm25=self.bm25, **scope.filters()
             )
 
     async def passage(self, principal: Principal, chunk_id: uuid.UUID) -> Passage:

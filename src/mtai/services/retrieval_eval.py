@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from mtai.db.repositories.chunks import Candidate
 from mtai.rag.evaluation import Dataset, ModeScores, dedupe_documents, score_mode
@@ -86,11 +86,14 @@ async def evaluate(
     retriever: Retriever,
     k: int = 10,
     fusions: Sequence[Fusion] = (),
+    variants: Mapping[str, Retriever] | None = None,
     progress: Progress = lambda _: None,
 ) -> list[ModeScores]:
     """A row per search mode, through the product's search; then a row per fusion of
     `fusions`, computed from the vector and keyword lists those searches returned (the same
-    lists hybrid search fuses), so that weights can be compared without searching again."""
+    lists hybrid search fuses), so that weights can be compared without searching again; then
+    keyword and hybrid rows for each of `variants`, retrievers configured otherwise (keyword
+    search by ts_rank), labelled by their key."""
     tenant, _ = await tenants.create(
         operator(), slug=f"eval-{secrets.token_hex(4)}", name="Retrieval evaluation"
     )
@@ -100,17 +103,22 @@ async def evaluate(
         ids = await _ingest(principal, dataset, documents, ingestor)
         scores = []
         lists: dict[SearchMode, dict[str, list[Hit]]] = {}
-        for mode in SearchMode:
-            progress(f"searching {len(dataset.queries)} queries, mode {mode.value}")
-            found = lists[mode] = {}
+
+        async def search(searcher: Retriever, mode: SearchMode, label: str) -> dict[str, list[Hit]]:
+            progress(f"searching {len(dataset.queries)} queries, {label}")
+            found: dict[str, list[Hit]] = {}
             for query in dataset.queries:
-                found[query.id] = await retriever.search(
+                found[query.id] = await searcher.search(
                     principal, SearchQuery(query=query.query, limit=CHUNKS_PER_QUERY, mode=mode)
                 )
             rankings = {
                 q: dedupe_documents([ids[h.document_id] for h in hits]) for q, hits in found.items()
             }
-            scores.append(score_mode(mode.value, rankings, dataset, k))
+            scores.append(score_mode(label, rankings, dataset, k))
+            return found
+
+        for mode in SearchMode:
+            lists[mode] = await search(retriever, mode, mode.value)
         for fusion in fusions:
             rankings = {}
             for query in dataset.queries:
@@ -127,6 +135,9 @@ async def evaluate(
                 )
                 rankings[query.id] = dedupe_documents([document_of[r.chunk_id] for r in ranked])
             scores.append(score_mode(f"hybrid {fusion.label()}", rankings, dataset, k))
+        for label, variant in (variants or {}).items():
+            for mode in (SearchMode.KEYWORD, SearchMode.HYBRID):
+                await search(variant, mode, f"{mode.value} {label}")
         return scores
     finally:
         await tenants.delete(operator(), tenant.id)

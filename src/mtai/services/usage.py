@@ -54,7 +54,7 @@ class UsageRecord:
     ttft_ms: int | None
     status: str  # ok | error | cancelled
     error_code: str | None
-    api: str  # native | openai | embeddings | rag_search | ingestion
+    api: str  # native | openai | embeddings | rerank | rag_search | rag_rerank | ingestion
     created_at: datetime
     cached: bool = False
     prompt_log: PromptLogEntry | None = None

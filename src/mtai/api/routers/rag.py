@@ -74,6 +74,12 @@ _WEIGHTS = (
 )
 
 
+_RERANK = (
+    "Searches of this knowledge base reorder their best passages with the platform's reranker "
+    "(MTAI_RERANK_PROVIDER); a search without one configured fails with 503."
+)
+
+
 class CollectionIn(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
@@ -81,6 +87,7 @@ class CollectionIn(StrictModel):
         default=None, max_length=200, description="Default: the platform's embedding model."
     )
     weights: FusionWeights | None = Field(default=None, description=_WEIGHTS)
+    rerank: bool = Field(default=False, description=_RERANK)
 
 
 class CollectionPatch(StrictModel):
@@ -92,6 +99,7 @@ class CollectionPatch(StrictModel):
     weights: FusionWeights | None = Field(
         default=None, description=_WEIGHTS + " Sent as null, back to the platform's."
     )
+    rerank: bool | None = Field(default=None, description=_RERANK)
 
 
 class CollectionOut(ResponseModel):
@@ -101,6 +109,7 @@ class CollectionOut(ResponseModel):
     embedding_model: str
     embedding_dim: int
     weights: FusionWeights | None = None
+    rerank: bool
     created_at: datetime
     updated_at: datetime
 
@@ -198,6 +207,11 @@ class SearchIn(StrictModel):
         default=False,
         description="Each result says its rank and score in each list and how they were fused.",
     )
+    rerank: bool | None = Field(
+        default=None,
+        description="Reorder the best passages with the platform's reranker (default: when a "
+        "knowledge base searched turns reranking on).",
+    )
 
     @model_validator(mode="after")
     def _weights_need_hybrid(self) -> SearchIn:
@@ -236,6 +250,7 @@ class Explanation(ResponseModel):
     keyword: ListPlace | None = Field(description="Absent from the keyword candidates: null.")
     fused_score: float
     fusion: FusionOut | None = Field(description="Hybrid mode's fusion; null for one list.")
+    rerank_score: float | None = Field(description="The reranker's score; null unreranked.")
 
     @classmethod
     def of(cls, hit: Hit) -> Explanation:
@@ -246,7 +261,8 @@ class Explanation(ResponseModel):
         return cls(
             vector=place(hit.vector_rank, hit.vector_score),
             keyword=place(hit.keyword_rank, hit.keyword_score),
-            fused_score=hit.score,
+            fused_score=hit.fused_score,
+            rerank_score=hit.rerank_score,
             fusion=None
             if fusion is None
             else FusionOut(
@@ -439,6 +455,7 @@ async def search(body: SearchIn, principal: PrincipalDep, runtime: RuntimeDep) -
             document_ids=body.filters.document_ids,
             metadata=dict(body.filters.metadata),
             weights=body.weights.to_weights() if body.weights else None,
+            rerank=body.rerank,
         ),
     )
     return SearchOut(mode=body.mode, results=[SearchResult.of(h, body.explain) for h in hits])
@@ -481,6 +498,7 @@ async def create_collection(
         description=body.description,
         embedding_model=body.embedding_model,
         weights=body.weights.to_weights() if body.weights else None,
+        rerank=body.rerank,
     )
     return CollectionOut.of(collection)
 
@@ -514,6 +532,7 @@ async def update_collection(
         embedding_model=body.embedding_model,
         weights=body.weights.to_weights() if body.weights else None,
         reset_weights="weights" in body.model_fields_set and body.weights is None,
+        rerank=body.rerank,
     )
     return CollectionChanged(
         **CollectionOut.of(change.collection).model_dump(),

@@ -99,7 +99,7 @@ async def replace(
 
 @dataclass(frozen=True)
 class Candidate:
-    """One entry of a ranked candidate list: vector (cosine similarity) or keyword (ts_rank)."""
+    """One entry of a ranked candidate list: vector (cosine similarity) or keyword (BM25)."""
 
     chunk_id: uuid.UUID
     score: float
@@ -136,8 +136,8 @@ def _keyword_statement(document_ids: bool, metadata: bool) -> str:
     contains = "CAST(:metadata AS jsonb)" if metadata else "NULL::jsonb"
     return (
         "SELECT id, score FROM mtai_keyword_candidates(CAST(:collection_ids AS uuid[]), "
-        f"CAST(:query_text AS text), CAST(:candidates AS integer), {documents}, {contains}) "
-        "ORDER BY score DESC, id"
+        f"CAST(:query_text AS text), CAST(:candidates AS integer), {documents}, {contains}, "
+        "CAST(:k1 AS real), CAST(:b AS real)) ORDER BY score DESC, id"
     )
 
 
@@ -208,12 +208,15 @@ async def keyword_candidates(
     document_ids: Sequence[uuid.UUID] | None,
     metadata: dict[str, Any] | None,
     candidates: int,
+    bm25: tuple[float, float] | None,
 ) -> list[Candidate]:
-    """The chunks full-text search ranks highest (ts_rank over any of the query's words)."""
+    """The chunks full-text search ranks highest over any of the query's words: by BM25 with
+    `bm25` = (k1, b), or by ts_rank when it is None (migration 0015)."""
+    k1, b = bm25 if bm25 is not None else (None, None)
     return await _candidates(
         session,
         _keyword_statement(document_ids is not None, bool(metadata)),
-        {"query_text": query_text},
+        {"query_text": query_text, "k1": k1, "b": b},
         collection_ids=collection_ids,
         document_ids=document_ids,
         metadata=metadata,

@@ -1,5 +1,5 @@
 """What every embedding model offers, the error its upstream failures become, and the retry
-policy the remote ones share."""
+policy the remote ones (and the rerankers) share."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ async def with_retries(
     call: Callable[[], Awaitable[T]],
     *,
     retries: int,
-    describe: Callable[[UpstreamError, int], EmbeddingError],
+    describe: Callable[[UpstreamError, int], AppError],
 ) -> T:
     """`call()`, retried `retries` times on throttling and server errors with a short backoff.
 

@@ -17,7 +17,7 @@ from mtai.services import tokenizer
 Array = npt.NDArray[np.float32]
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
     """`url` fit for an error message: credentials and query string dropped."""
     parsed = httpx.URL(url)
     port = f":{parsed.port}" if parsed.port is not None else ""
@@ -49,7 +49,7 @@ class OpenAIEmbedder:
         self.model = model
         self.dimension = dimension
         self.base_url = base_url.rstrip("/")
-        self._where = _public_url(self.base_url)
+        self._where = public_url(self.base_url)
         self._api_key = api_key
         self._retries = retries
         self._client = httpx.AsyncClient(

@@ -27,7 +27,7 @@ from mtai.runtime import Runtime, open_runtime
 from mtai.services.documents import Upload
 from mtai.services.principal import ALL_SCOPES, Principal, Role
 from mtai.services.retrieval import (
-    MAX_WEIGHTINGS,
+    MAX_VARIANTS,
     Retriever,
     SearchMode,
     SearchQuery,
@@ -350,7 +350,7 @@ async def test_knowledge_bases_cannot_multiply_a_searchs_queries(
     """Each distinct weighting is a search of its own; a tenant giving each of its knowledge
     bases other weights must not turn one search into hundreds of queries."""
     ids = []
-    for n in range(MAX_WEIGHTINGS + 1):
+    for n in range(MAX_VARIANTS + 1):
         created = await client.post(
             "/api/v1/rag/collections",
             json={"name": f"kb-{n}", "weights": {"vector": 1, "keyword": n + 1}},
@@ -363,7 +363,7 @@ async def test_knowledge_bases_cannot_multiply_a_searchs_queries(
     assert "at most 4" in refused.json()["detail"]
     assert "collection_ids" in refused.json()["detail"]
     for fields in (
-        {"collection_ids": ids[:MAX_WEIGHTINGS]},
+        {"collection_ids": ids[:MAX_VARIANTS]},
         {"weights": {"vector": 1, "keyword": 1}},  # one weighting for all of them
         {"mode": "vector"},
     ):

@@ -22,7 +22,7 @@ from sqlalchemy import (
     false,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, REGCONFIG, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -309,6 +309,8 @@ class Collection(Base):
     keyword_weight: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Searches reorder their best passages with the platform's reranker (migration 0016).
     rerank: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The text search configuration of its chunks and of queries on them (migration 0017).
+    language: Mapped[str] = mapped_column(REGCONFIG, default="english", server_default="english")
     created_by: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(

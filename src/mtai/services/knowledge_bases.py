@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai.db.engine import Database
 from mtai.db.models import Collection
+from mtai.db.repositories import chunks as chunks_repo
 from mtai.db.repositories import collections as collections_repo
 from mtai.db.repositories import documents as documents_repo
 from mtai.errors import Conflict, InvalidInput, NotFound
@@ -32,6 +33,25 @@ Enqueue = Callable[[uuid.UUID, uuid.UUID], Awaitable[None]]
 def actor_label(principal: Principal) -> str:
     actor_type, actor_id = principal.actor
     return f"{actor_type}:{actor_id}"
+
+
+# PostgreSQL's own text search configurations (15 and later): a knowledge base's language.
+# `simple` neither stems nor drops stop words: for mixed languages, codes and names.
+LANGUAGES = (
+    "simple", "arabic", "danish", "dutch", "english", "finnish", "french", "german", "greek",
+    "hungarian", "indonesian", "irish", "italian", "lithuanian", "nepali", "norwegian",
+    "portuguese", "romanian", "russian", "spanish", "swedish", "tamil", "turkish",
+)  # fmt: skip
+DEFAULT_LANGUAGE = "english"
+
+
+def _check_language(language: str | None) -> None:
+    if language is not None and language not in LANGUAGES:
+        raise InvalidInput(
+            f"Unknown language '{language}'; choose one of: {', '.join(LANGUAGES)} (simple for "
+            "mixed content).",
+            code="unknown_language",
+        )
 
 
 def _described(weights: Weights | None) -> str:
@@ -96,9 +116,11 @@ class KnowledgeBaseService:
         embedding_model: str | None,
         weights: Weights | None = None,
         rerank: bool = False,
+        language: str = DEFAULT_LANGUAGE,
     ) -> Collection:
         tenant_id = principal.require_tenant()
         self._check_rerank(rerank)
+        _check_language(language)
         if await collections_repo.count(session) >= self.max_per_tenant:
             raise Conflict(
                 f"This tenant already has {self.max_per_tenant} knowledge bases, the most allowed; "
@@ -116,6 +138,7 @@ class KnowledgeBaseService:
             vector_weight=weights.vector if weights else None,
             keyword_weight=weights.keyword if weights else None,
             rerank=rerank,
+            language=language,
             created_by=actor_label(principal),
         )
         try:
@@ -138,6 +161,7 @@ class KnowledgeBaseService:
                 "embedding_model": model,
                 "weights": _described(weights),
                 "rerank": str(rerank).lower(),
+                "language": language,
             },
         )
         return collection
@@ -151,6 +175,7 @@ class KnowledgeBaseService:
         embedding_model: str | None,
         weights: Weights | None = None,
         rerank: bool = False,
+        language: str = DEFAULT_LANGUAGE,
     ) -> Collection:
         principal.require_scope(Scope.RAG_WRITE)
         async with self.db.tenant(principal.require_tenant()) as session:
@@ -162,6 +187,7 @@ class KnowledgeBaseService:
                 embedding_model=embedding_model,
                 weights=weights,
                 rerank=rerank,
+                language=language,
             )
 
     async def list(
@@ -221,10 +247,12 @@ class KnowledgeBaseService:
         weights: Weights | None = None,
         reset_weights: bool = False,
         rerank: bool | None = None,
+        language: str | None = None,
     ) -> Change:
         """None leaves a field as it is; `reset_weights` gives the platform's weights back."""
         principal.require_scope(Scope.RAG_WRITE)
         self._check_rerank(rerank)
+        _check_language(language)
         tenant_id = principal.require_tenant()
         if embedding_model is not None:
             # Re-embedding spends compute: admitted like any metered request (the documents'
@@ -251,6 +279,8 @@ class KnowledgeBaseService:
             if rerank is not None and rerank != collection.rerank:
                 collection.rerank = rerank
                 changes["rerank"] = str(rerank).lower()
+            if language is not None and language != collection.language:
+                collection.language = changes["language"] = language
             if embedding_model is not None:
                 model, dim = self._model(embedding_model)
                 if model != collection.embedding_model:
@@ -258,6 +288,9 @@ class KnowledgeBaseService:
                     collection.embedding_dim = dim
                     requeued = await documents_repo.requeue_collection(session, collection.id)
             await collections_repo.save(session, collection)
+            if "language" in changes:
+                # Reparsed at once, in this transaction: a search never mixes two languages.
+                await chunks_repo.follow_language(session, collection.id)
             await audit.record(
                 session,
                 principal,

@@ -32,8 +32,9 @@ Vector = npt.NDArray[np.float32]
 # Each list that hybrid search fuses holds this many candidates (at least the limit asked).
 CANDIDATES = 50
 SNIPPET_CHARS = 300
-# Distinct knowledge-base weightings one search may meet (each is a search of its own).
-MAX_WEIGHTINGS = 4
+# Distinct knowledge-base (weights, language) pairs one search may meet (each is a search
+# of its own).
+MAX_VARIANTS = 4
 # Chat retrieves with the user's message; past this length it is not a search query any more.
 MAX_QUERY_CHARS = 2000
 # Fused passages a reranked search reorders (MTAI_RERANK_CANDIDATES).
@@ -254,28 +255,30 @@ class Retriever:
             async with self.db.tenant(tenant_id) as session:
                 collections = await self._collections(session, query.collection_ids)
             # Vectors of different models are not comparable: one search per embedding model,
-            # and per weighting when knowledge bases weigh their lists differently.
-            groups: dict[tuple[str, int, Weights | None], list[uuid.UUID]] = defaultdict(list)
+            # per weighting when knowledge bases weigh their lists differently, and per
+            # language (a query is parsed in the language of the chunks it is matched with).
+            groups: dict[tuple[str, int, Weights | None, str], list[uuid.UUID]] = defaultdict(list)
             for collection in collections:
                 hybrid = query.mode is SearchMode.HYBRID
                 weights = (query.weights or weights_of(collection)) if hybrid else None
                 key = (collection.embedding_model, collection.embedding_dim, weights)
-                groups[key].append(collection.id)
+                groups[(*key, collection.language)].append(collection.id)
             reranked = self._reranks(query, collections)
             # A reranked search fuses more passages than it returns, for the reranker to order.
             fused = max(query.limit, self.rerank_candidates) if reranked else query.limit
-            weightings = {weights for _, _, weights in groups}
-            if len(weightings) > MAX_WEIGHTINGS:
-                # Each weighting is a search of its own: a bound, or a tenant's knowledge
-                # bases could multiply every search's queries a hundredfold.
+            variants = {(weights, language) for _, _, weights, language in groups}
+            if len(variants) > MAX_VARIANTS:
+                # Each is a search of its own: a bound, or a tenant's knowledge bases could
+                # multiply every search's queries a hundredfold.
                 raise InvalidInput(
-                    f"The knowledge bases searched weigh hybrid search {len(weightings)} "
-                    f"different ways; one search takes at most {MAX_WEIGHTINGS}. Search fewer "
-                    "knowledge bases at once (collection_ids), give them the same weights, or "
-                    "pass weights with the request."
+                    f"The knowledge bases searched weigh hybrid search or parse keywords "
+                    f"{len(variants)} different ways (weights, language); one search takes at "
+                    f"most {MAX_VARIANTS}. Search fewer knowledge bases at once "
+                    "(collection_ids), give them the same weights and language, or pass "
+                    "weights with the request."
                 )
             hits: list[Hit] = []
-            for (model, dim, weights), ids in groups.items():
+            for (model, dim, weights, language), ids in groups.items():
                 vector: Awaitable[Vector] | None
                 if query.mode is SearchMode.KEYWORD:
                     vector = None
@@ -288,7 +291,12 @@ class Retriever:
                         embedding[model] = asyncio.create_task(self._embed(model, query.query))
                     vector = embedding[model]
                 fusion = DEFAULT_FUSION.weighted(weights)
-                hits += await self._search_group(tenant_id, query, dim, ids, vector, fusion, fused)
+                scope = CandidateScope(
+                    ids, query.document_ids, query.metadata or None, _candidates(query)
+                )
+                hits += await self._search_group(
+                    tenant_id, query, dim, scope, language, vector, fusion, fused
+                )
         finally:
             pending = [*embedding.values(), *([early] if early is not None else [])]
             for task in pending:
@@ -338,20 +346,23 @@ class Retriever:
         tenant_id: uuid.UUID,
         query: SearchQuery,
         dim: int,
-        ids: list[uuid.UUID],
+        scope: CandidateScope,
+        language: str,
         vector: Awaitable[Vector] | None,
         fusion: Fusion,
         fused: int,
     ) -> list[Hit]:
-        """Search the knowledge bases of one embedding model. In hybrid mode the keyword part
-        runs on a connection of its own while the query is embedded and the vector part runs,
-        so the search takes about as long as the slower part, not the sum of both. No
-        connection is held while the query is embedded (a remote embedder may take a while)."""
-        scope = CandidateScope(ids, query.document_ids, query.metadata or None, _candidates(query))
+        """Search knowledge bases of one embedding model, weighting and language; the best
+        `fused` hits. In hybrid mode the keyword part runs on a connection of its own while
+        the query is embedded and the vector part runs, so the search takes about as long as
+        the slower part, not the sum of both. No connection is held while the query is
+        embedded (a remote embedder may take a while)."""
         wants_keyword = query.mode is not SearchMode.VECTOR
         apart = None
         if vector is not None and wants_keyword and self.spare.take():
-            apart = asyncio.create_task(self._keyword_candidates(tenant_id, query, scope))
+            apart = asyncio.create_task(
+                self._keyword_candidates(tenant_id, query.query, scope, language)
+            )
         try:
             query_vector = await vector if vector is not None else None
             async with self.db.tenant(tenant_id) as session:
@@ -364,9 +375,7 @@ class Retriever:
                 if apart is not None:
                     keyword_found = await apart
                 elif wants_keyword:
-                    keyword_found = await chunks_repo.keyword_candidates(
-                        session, query_text=query.query, bm25=self.bm25, **scope.filters()
-                    )
+                    keyword_found = await self._keywords(session, query.query, scope, language)
                 ranked = rank(vector_found, keyword_found, fused, fusion)
                 found = await chunks_repo.passages(session, [r.chunk_id for r in ranked])
         finally:
@@ -378,12 +387,17 @@ class Retriever:
         return [Hit.of(found[r.chunk_id], r) for r in ranked if r.chunk_id in found]
 
     async def _keyword_candidates(
-        self, tenant_id: uuid.UUID, query: SearchQuery, scope: CandidateScope
+        self, tenant_id: uuid.UUID, query: str, scope: CandidateScope, language: str
     ) -> list[Candidate]:
         async with self.db.tenant(tenant_id) as session:
-            return await chunks_repo.keyword_candidates(
-                session, query_text=query.query, bm25=self.bm25, **scope.filters()
-            )
+            return await self._keywords(session, query, scope, language)
+
+    async def _keywords(
+        self, session: AsyncSession, query: str, scope: CandidateScope, language: str
+    ) -> list[Candidate]:
+        return await chunks_repo.keyword_candidates(
+            session, query_text=query, bm25=self.bm25, language=language, **scope.filters()
+        )
 
     async def passage(self, principal: Principal, chunk_id: uuid.UUID) -> Passage:
         """The full text of a passage, e.g. the one a citation names."""

@@ -26,6 +26,7 @@ from mtai.api.schemas import Page, ResponseModel, StrictModel
 from mtai.db.models import Collection
 from mtai.errors import AppError, InvalidInput
 from mtai.services.documents import Upload
+from mtai.services.knowledge_bases import DEFAULT_LANGUAGE
 from mtai.services.rank_fusion import MAX_WEIGHT, Weights, valid_weights
 from mtai.services.retrieval import Hit, SearchMode, SearchQuery
 
@@ -80,6 +81,12 @@ _RERANK = (
 )
 
 
+_LANGUAGE = (
+    "Keyword search's language, a PostgreSQL text search configuration (english, german, "
+    "french, ...; simple for mixed content: no stemming, no stop words)."
+)
+
+
 class CollectionIn(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
@@ -88,6 +95,7 @@ class CollectionIn(StrictModel):
     )
     weights: FusionWeights | None = Field(default=None, description=_WEIGHTS)
     rerank: bool = Field(default=False, description=_RERANK)
+    language: str = Field(default=DEFAULT_LANGUAGE, max_length=40, description=_LANGUAGE)
 
 
 class CollectionPatch(StrictModel):
@@ -100,6 +108,9 @@ class CollectionPatch(StrictModel):
         default=None, description=_WEIGHTS + " Sent as null, back to the platform's."
     )
     rerank: bool | None = Field(default=None, description=_RERANK)
+    language: str | None = Field(
+        default=None, max_length=40, description=_LANGUAGE + " Changing it reparses every chunk."
+    )
 
 
 class CollectionOut(ResponseModel):
@@ -110,6 +121,7 @@ class CollectionOut(ResponseModel):
     embedding_dim: int
     weights: FusionWeights | None = None
     rerank: bool
+    language: str
     created_at: datetime
     updated_at: datetime
 
@@ -499,6 +511,7 @@ async def create_collection(
         embedding_model=body.embedding_model,
         weights=body.weights.to_weights() if body.weights else None,
         rerank=body.rerank,
+        language=body.language,
     )
     return CollectionOut.of(collection)
 
@@ -533,6 +546,7 @@ async def update_collection(
         weights=body.weights.to_weights() if body.weights else None,
         reset_weights="weights" in body.model_fields_set and body.weights is None,
         rerank=body.rerank,
+        language=body.language,
     )
     return CollectionChanged(
         **CollectionOut.of(change.collection).model_dump(),

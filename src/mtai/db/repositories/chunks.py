@@ -18,13 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mtai.db.vectors import INDEXED_DIMENSIONS
 
+# A chunk takes its knowledge base's language, which its stored tsvector is parsed with.
 _INSERT = text(
     "INSERT INTO rag_chunks (id, tenant_id, collection_id, document_id, ordinal, text, heading, "
-    "page, tokens, metadata, embedding_dim, embedding) VALUES (:id, :tenant_id, :collection_id, "
-    ":document_id, :ordinal, :text, :heading, :page, :tokens, CAST(:metadata AS jsonb), :dim, "
-    "CAST(:embedding AS vector))"
+    "page, tokens, metadata, embedding_dim, embedding, language) VALUES (:id, :tenant_id, "
+    ":collection_id, :document_id, :ordinal, :text, :heading, :page, :tokens, "
+    "CAST(:metadata AS jsonb), :dim, CAST(:embedding AS vector), "
+    "(SELECT k.language FROM rag_collections k WHERE k.id = :collection_id))"
 )
 _DELETE = text("DELETE FROM rag_chunks WHERE document_id = :document_id")
+_RELANGUAGE = text(
+    "UPDATE rag_chunks SET language = k.language FROM rag_collections k "
+    "WHERE k.id = :collection_id AND rag_chunks.collection_id = k.id "
+    "AND rag_chunks.language <> k.language"
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,8 @@ def _keyword_statement(document_ids: bool, metadata: bool) -> str:
     return (
         "SELECT id, score FROM mtai_keyword_candidates(CAST(:collection_ids AS uuid[]), "
         f"CAST(:query_text AS text), CAST(:candidates AS integer), {documents}, {contains}, "
-        "CAST(:k1 AS real), CAST(:b AS real)) ORDER BY score DESC, id"
+        "CAST(:k1 AS real), CAST(:b AS real), CAST(:language AS regconfig)) "
+        "ORDER BY score DESC, id"
     )
 
 
@@ -209,14 +217,16 @@ async def keyword_candidates(
     metadata: dict[str, Any] | None,
     candidates: int,
     bm25: tuple[float, float] | None,
+    language: str,
 ) -> list[Candidate]:
-    """The chunks full-text search ranks highest over any of the query's words: by BM25 with
-    `bm25` = (k1, b), or by ts_rank when it is None (migration 0015)."""
+    """The chunks full-text search ranks highest over any of the query's words, parsed in
+    `language` (the knowledge bases'): by BM25 with `bm25` = (k1, b), or by ts_rank when it is
+    None (migrations 0015 and 0017)."""
     k1, b = bm25 if bm25 is not None else (None, None)
     return await _candidates(
         session,
         _keyword_statement(document_ids is not None, bool(metadata)),
-        {"query_text": query_text, "k1": k1, "b": b},
+        {"query_text": query_text, "k1": k1, "b": b, "language": language},
         collection_ids=collection_ids,
         document_ids=document_ids,
         metadata=metadata,
@@ -247,3 +257,10 @@ async def passage(session: AsyncSession, chunk_id: uuid.UUID) -> Passage | None:
 
 async def count(session: AsyncSession) -> int:
     return int((await session.execute(text("SELECT count(*) FROM rag_chunks"))).scalar_one())
+
+
+async def follow_language(session: AsyncSession, collection_id: uuid.UUID) -> int:
+    """The knowledge base's chunks parsed again in its (changed) language; how many changed.
+    Their tsvectors are recomputed and the term counts follow (the chunk triggers)."""
+    result = await session.execute(_RELANGUAGE, {"collection_id": collection_id})
+    return int(getattr(result, "rowcount", 0) or 0)

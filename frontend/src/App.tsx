@@ -9,6 +9,7 @@ import { Models } from "./pages/Models";
 import { Users } from "./pages/Users";
 import { Keys } from "./pages/Keys";
 import { Knowledge } from "./pages/Knowledge";
+import { Search } from "./pages/Search";
 import { Usage } from "./pages/Usage";
 import { Audit } from "./pages/Audit";
 import { PromptLogs } from "./pages/PromptLogs";
@@ -32,6 +33,7 @@ function routesFor(session: Session): Route[] {
     routes.push(
       { path: "/chat", label: "Chat", section: "Workspace", page: () => <Chat /> },
       { path: "/knowledge", label: "Knowledge bases", section: "Workspace", page: () => <Knowledge /> },
+      { path: "/search", label: "Search and explain", section: "Workspace", page: () => <Search /> },
     );
     if (isTenantAdmin(role)) {
       routes.push(

@@ -147,6 +147,39 @@ export interface Collection {
   description: string;
   embedding_model: string;
   embedding_dim: number;
+  rerank: boolean;
+  language: string;
+}
+
+export interface ListPlace {
+  rank: number;
+  score: number;
+}
+
+export interface Explanation {
+  vector: ListPlace | null;
+  keyword: ListPlace | null;
+  fused_score: number;
+  fusion: { method: string; vector: number; keyword: number } | null;
+  rerank_score: number | null;
+}
+
+export interface SearchHit {
+  chunk_id: string;
+  document_id: string;
+  collection_id: string;
+  title: string;
+  text: string;
+  heading: string;
+  page: number | null;
+  ordinal: number;
+  score: number;
+  explain: Explanation | null;
+}
+
+export interface SearchResponse {
+  mode: string;
+  results: SearchHit[];
 }
 
 export interface DocumentInfo {

@@ -173,6 +173,24 @@ async def test_platform_admin_to_tenant_owner_journey(
     sent = [r for r in fake_upstream.requests if r.model == "up-" + model][-1]
     assert FACT in str(sent.json), "the passage was not in the prompt sent upstream"
 
+    # The source links to the retrieval inspector: the question searched again, the cited
+    # passage marked, with its place in each list and the fused score.
+    await citation.click()
+    await page.get_by_role("link", name="Why this passage? See how the search ranked it").click()
+    await expect(page.get_by_role("heading", name="Search and explain")).to_be_visible()
+    await expect(page.get_by_label("Query")).to_have_value("How often does Zephyr rotate its keys?")
+    cited = page.locator('tr[aria-current="true"]')
+    await expect(cited).to_contain_text("zephyr-handbook.md")
+    await expect(cited.locator("td").nth(2)).to_contain_text("#")  # rank · similarity
+    await expect(cited.locator("td").nth(4)).not_to_have_text("—")  # the fused score
+    await screenshot(page, "09b-search-explain")
+    await page.get_by_label("Mode").select_option("keyword")
+    await page.get_by_label("Query").fill("rotate keys")
+    await page.get_by_role("button", name="Search", exact=True).click()
+    first = page.locator("tbody tr").first
+    await expect(first.locator("td").nth(2)).to_have_text("not found")  # keyword mode only
+    await expect(first.locator("td").nth(3)).to_contain_text("#1")
+
     # The request in the usage chart and table.
     await open_page(page, "Usage and cost")
     await reload_until(page, f'tr[data-model="{model}"]')
@@ -212,7 +230,7 @@ async def test_platform_admin_to_tenant_owner_journey(
     await accept_as_new(page, ana_link, ana_password)
     await expect(page.get_by_test_id("who")).to_contain_text("(member)")
     nav = page.get_by_role("navigation", name="Main")
-    await expect(nav.get_by_role("link")).to_have_text(["Chat", "Knowledge bases"])
+    await expect(nav.get_by_role("link")).to_have_text(["Chat", "Knowledge bases", "Search and explain"])
     await screenshot(page, "18-member-chat")
 
     # The member replaces the initial password, and logs in with the new one.

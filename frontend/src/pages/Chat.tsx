@@ -2,6 +2,7 @@
 import { useEffect, useRef, useState, type FormEvent, type KeyboardEvent } from "react";
 import { ApiError, api, get, stream } from "../api";
 import { Dialog, ErrorMessage, useAction, useLoad } from "../components/common";
+import { Link } from "../router";
 import type { ChatMessage, ChatModel, Citation, Collection, Conversation, ConversationDetail, Page, Passage } from "../types";
 
 interface StartEvent {
@@ -9,7 +10,7 @@ interface StartEvent {
   citations: Citation[];
 }
 
-function PassageView({ citation }: { citation: Citation }) {
+function PassageView({ citation, question }: { citation: Citation; question: string }) {
   const passage = useLoad(() => get<Passage>(`/api/v1/rag/chunks/${citation.chunk_id}`), [citation.chunk_id]);
   if (passage.error) return <ErrorMessage error={passage.error} />;
   if (!passage.data) return <p aria-busy="true">Loading the passage…</p>;
@@ -22,6 +23,11 @@ function PassageView({ citation }: { citation: Citation }) {
         {p.page ? ` · page ${p.page}` : ""} · passage {p.ordinal + 1}
       </p>
       <blockquote>{p.text}</blockquote>
+      {question && (
+        <Link to={`/search?${new URLSearchParams({ q: question.slice(0, 2000), chunk: citation.chunk_id }).toString()}`}>
+          Why this passage? See how the search ranked it
+        </Link>
+      )}
     </article>
   );
 }
@@ -41,6 +47,12 @@ function Citations({ citations, onOpen }: { citations: Citation[]; onOpen: (c: C
       ))}
     </ol>
   );
+}
+
+// The user message an answer replied to: what its sources were searched with.
+function questionBefore(messages: ChatMessage[], index: number): string {
+  for (let i = index - 1; i >= 0; i -= 1) if (messages[i].role === "user") return messages[i].content;
+  return "";
 }
 
 function ConversationList({ items, current, onOpen, onDelete }: {
@@ -82,7 +94,7 @@ export function Chat() {
   const [text, setText] = useState("");
   const [streaming, setStreaming] = useState(false);
   const [error, setError] = useState<unknown>(null);
-  const [opened, setOpened] = useState<Citation | null>(null);
+  const [opened, setOpened] = useState<{ citation: Citation; question: string } | null>(null);
   const abort = useRef<AbortController | null>(null);
   const end = useRef<HTMLDivElement>(null);
   const action = useAction();
@@ -174,7 +186,7 @@ export function Chat() {
           {messages.map((m, i) => (
             <div key={i} className={`message ${m.role}`} data-role={m.role}>
               <div className="bubble">{m.content || (streaming && i === messages.length - 1 ? "…" : "")}</div>
-              <Citations citations={m.citations} onOpen={setOpened} />
+              <Citations citations={m.citations} onOpen={(citation) => setOpened({ citation, question: questionBefore(messages, i) })} />
             </div>
           ))}
           <div ref={end} />
@@ -228,8 +240,8 @@ export function Chat() {
           )}
         </form>
       </section>
-      <Dialog title={opened ? `Source [${opened.number}]` : "Source"} open={!!opened} onClose={() => setOpened(null)}>
-        {opened && <PassageView citation={opened} />}
+      <Dialog title={opened ? `Source [${opened.citation.number}]` : "Source"} open={!!opened} onClose={() => setOpened(null)}>
+        {opened && <PassageView citation={opened.citation} question={opened.question} />}
       </Dialog>
     </div>
   );

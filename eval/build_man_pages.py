@@ -43,14 +43,15 @@ MAX_WORDS = 5000
 EXCLUDED_PREFIX = "gcloud"
 DEFAULT_MAN = Path("/usr/share/man")
 DEFAULT_OUT = Path(__file__).resolve().parent / "datasets" / "man-pages"
-PAGE = re.compile(r"^(?P<name>[A-Za-z0-9_+.-]+)\.(?P<section>[18])\.gz$")
-SECTION_HEADING = re.compile(r"^[A-Z][A-Z0-9 ,/&()-]*$")
+PAGE = re.compile(r"^(?P<name>[A-Za-z0-9_+.-]+)\.(?P<section>[0-9])\.gz$")
+NAME_HEADINGS = ("NAME", "BEZEICHNUNG")  # German pages name it either way
+SECTION_HEADING = re.compile(r"^[A-ZÄÖÜ][A-ZÄÖÜ0-9 ,/&()-]*$")  # German headings: ÜBERSICHT
 
 
-def candidates(man: Path) -> list[tuple[Path, str, str]]:
+def candidates(man: Path, sections: str = "18") -> list[tuple[Path, str, str]]:
     found = []
-    for section in ("man1", "man8"):
-        for path in (man / section).iterdir():
+    for section in sections:
+        for path in (man / f"man{section}").iterdir():
             match = PAGE.match(path.name)
             if (
                 match
@@ -89,7 +90,7 @@ def split_page(rendered: str) -> tuple[str, str] | None:
             sections.append((line, []))
         elif sections:
             sections[-1][1].append(line)
-    if not sections or sections[0][0] != "NAME":
+    if not sections or sections[0][0] not in NAME_HEADINGS:
         return None
     name_line = " ".join(" ".join(sections[0][1]).split())
     if " - " not in name_line:
@@ -102,10 +103,15 @@ def split_page(rendered: str) -> tuple[str, str] | None:
     return description, re.sub(r"\n{3,}", "\n\n", rest).strip()
 
 
-def build(man: Path) -> tuple[Documents, Queries, Judgements]:
+def build(
+    man: Path,
+    sections: str = "18",
+    wanted: int = DOCUMENTS,
+    most_queries: int = QUERIES,
+) -> tuple[Documents, Queries, Judgements]:
     documents: list[dict[str, str]] = []
     descriptions: list[str] = []
-    for path, name, section in candidates(man):
+    for path, name, section in candidates(man, sections):
         split = split_page(render(path))
         if split is None:
             continue
@@ -115,15 +121,15 @@ def build(man: Path) -> tuple[Documents, Queries, Judgements]:
             continue
         documents.append({"id": f"{name}.{section}", "title": f"{name}({section})", "text": text})
         descriptions.append(description)
-        if len(documents) == DOCUMENTS:
+        if len(documents) == wanted:
             break
-    if len(documents) < DOCUMENTS:
-        raise SystemExit(f"only {len(documents)} usable pages under {man}; {DOCUMENTS} needed")
+    if len(documents) < wanted:
+        raise SystemExit(f"only {len(documents)} usable pages under {man}; {wanted} needed")
     folded = [d.casefold() for d in descriptions]
     queries: list[dict[str, str]] = []
     qrels: list[tuple[str, str]] = []
     for document, description, key in zip(documents, descriptions, folded, strict=True):
-        if folded.count(key) == 1 and len(queries) < QUERIES:
+        if folded.count(key) == 1 and len(queries) < most_queries:
             queries.append({"id": f"q-{document['id']}", "query": description})
             qrels.append((f"q-{document['id']}", document["id"]))
     return documents, queries, qrels

@@ -49,11 +49,16 @@ def command_line(
     default_source: Path,
     default_out: Path,
     build: Callable[[Path], tuple[Documents, Queries, Judgements]],
+    language: str | None = None,
 ) -> int:
-    """A builder's command: `--SOURCE DIR --out DIR --check`."""
+    """A builder's command: `--SOURCE DIR --out DIR --check`. `language`: the set's text
+    search configuration, written to dataset.json (the evaluation's knowledge base uses it)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(f"--{source}", type=Path, default=default_source, dest="source")
     parser.add_argument("--out", type=Path, default=default_out)
     parser.add_argument("--check", action="store_true", help="fail if the files differ")
     args = parser.parse_args()
-    return write_or_check(known_item_files(*build(args.source)), args.out, args.check)
+    built = known_item_files(*build(args.source))
+    if language is not None:
+        built["dataset.json"] = json.dumps({"language": language}) + "\n"
+    return write_or_check(built, args.out, args.check)

@@ -274,6 +274,7 @@ def eval_retrieval(
             by_set[name] = await retrieval_eval.evaluate(
                 data,
                 tenants=runtime.tenants,
+                knowledge_bases=runtime.knowledge_bases,
                 documents=runtime.documents,
                 ingestor=runtime.ingestor,
                 retriever=runtime.retriever,

@@ -36,6 +36,7 @@ async def test_hybrid_beats_vector_and_keyword(runtime: Runtime, name: str) -> N
         for s in await retrieval_eval.evaluate(
             dataset,
             tenants=runtime.tenants,
+            knowledge_bases=runtime.knowledge_bases,
             documents=runtime.documents,
             ingestor=runtime.ingestor,
             retriever=runtime.retriever,

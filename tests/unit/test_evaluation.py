@@ -187,11 +187,20 @@ def test_format_sets_is_one_table_with_a_row_per_set_and_mode() -> None:
     assert len({len(line) for line in lines}) == 1
 
 
-@pytest.mark.parametrize("name", ["python-docs", "man-pages", "rust-book"])
-def test_every_shipped_set_loads_and_judges_every_query(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "language"),
+    [
+        ("python-docs", "english"),
+        ("man-pages", "english"),
+        ("rust-book", "english"),
+        ("man-pages-de", "german"),
+    ],
+)
+def test_every_shipped_set_loads_and_judges_every_query(name: str, language: str) -> None:
     dataset = load_dataset(ROOT / "eval" / "datasets" / name)
     assert len(dataset.queries) >= 90
     assert all(dataset.qrels[q.id] for q in dataset.queries)
+    assert dataset.language == language
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -234,6 +243,16 @@ def test_load_dataset_reads_a_valid_dataset(tmp_path: Path) -> None:
         EvalQuery(id="q2", query="second?", kind=None),
     ]
     assert dataset.qrels == {"q1": {"d1": 2}, "q2": {"d2": 1, "d1": 1}}
+
+
+def test_dataset_json_names_the_language(tmp_path: Path) -> None:
+    root = _write_dataset(tmp_path)
+    (root / "dataset.json").write_text('{"language": "french"}\n', encoding="utf-8")
+    assert load_dataset(root).language == "french"
+    for bad in ("{", '{"language": ""}', '["german"]', '{"language": 3}'):
+        (root / "dataset.json").write_text(bad, encoding="utf-8")
+        with pytest.raises(DatasetError, match=r"dataset\.json"):
+            load_dataset(root)
 
 
 def test_duplicate_document_id(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 DOCUMENTS_FILE = "documents.jsonl"
 QUERIES_FILE = "queries.jsonl"
 QRELS_FILE = "qrels.tsv"
+SETTINGS_FILE = "dataset.json"  # optional: {"language": ...}
 QRELS_HEADER = ("query_id", "document_id", "relevance")
 _HEADER_TEXT = "\t".join(QRELS_HEADER)
 _DIGITS = re.compile(r"[0-9]+")
@@ -58,6 +59,7 @@ class Dataset:
     documents: list[EvalDocument]
     queries: list[EvalQuery]
     qrels: dict[str, dict[str, int]]  # query id -> document id -> relevance (>= 1)
+    language: str = "english"  # keyword search's configuration (dataset.json), e.g. german
 
 
 class DatasetError(Exception):
@@ -208,7 +210,24 @@ def load_dataset(path: Path) -> Dataset:
         raise DatasetError(
             f"{path / QRELS_FILE}: no relevant document judged for query {shown}{more}"
         )
-    return Dataset(documents=documents, queries=queries, qrels=qrels)
+    return Dataset(
+        documents=documents, queries=queries, qrels=qrels, language=_load_language(path)
+    )
+
+
+def _load_language(path: Path) -> str:
+    """dataset.json's "language", when the file exists (it is optional)."""
+    settings = path / SETTINGS_FILE
+    if not settings.exists():
+        return "english"
+    try:
+        loaded = json.loads(settings.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{settings}: not JSON ({exc})") from exc
+    language = loaded.get("language") if isinstance(loaded, dict) else None
+    if not isinstance(language, str) or not language:
+        raise DatasetError(f'{settings}: expected {{"language": "<configuration>"}}')
+    return language
 
 
 # -- metrics ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from mtai.db.repositories.chunks import Candidate
 from mtai.rag.evaluation import Dataset, ModeScores, dedupe_documents, score_mode
 from mtai.services.documents import DocumentService, Upload
 from mtai.services.ingestion import Ingestor
+from mtai.services.knowledge_bases import KnowledgeBaseService
 from mtai.services.principal import ALL_SCOPES, Principal, Role, operator
 from mtai.services.rank_fusion import Fusion, rank
 from mtai.services.retrieval import Hit, Retriever, SearchMode, SearchQuery
@@ -36,6 +37,7 @@ async def _ingest(
     dataset: Dataset,
     documents: DocumentService,
     ingestor: Ingestor,
+    collection: str,
 ) -> dict[uuid.UUID, str]:
     """Upload and ingest every document; platform document id -> dataset document id."""
     ids: dict[uuid.UUID, str] = {}
@@ -48,7 +50,7 @@ async def _ingest(
                 content_type="text/plain",
                 title=doc.title,
                 description="",
-                collection=None,
+                collection=collection,
                 metadata={"eval_id": doc.id},
             ),
         )
@@ -81,6 +83,7 @@ async def evaluate(
     dataset: Dataset,
     *,
     tenants: TenantService,
+    knowledge_bases: KnowledgeBaseService,
     documents: DocumentService,
     ingestor: Ingestor,
     retriever: Retriever,
@@ -100,7 +103,14 @@ async def evaluate(
     principal = Principal(tenant_id=tenant.id, role=Role.OWNER, scopes=ALL_SCOPES)
     try:
         progress(f"ingesting {len(dataset.documents)} documents")
-        ids = await _ingest(principal, dataset, documents, ingestor)
+        base = await knowledge_bases.create(
+            principal,
+            name="evaluation",
+            description="",
+            embedding_model=None,
+            language=dataset.language,
+        )
+        ids = await _ingest(principal, dataset, documents, ingestor, str(base.id))
         scores = []
         lists: dict[SearchMode, dict[str, list[Hit]]] = {}
 

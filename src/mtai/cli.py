@@ -26,7 +26,7 @@ from mtai.services import bootstrap, doctor, retrieval_eval, secrets
 from mtai.services.invitations import Issued
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
 from mtai.services.rank_fusion import parse_fusion
-from mtai.services.retrieval import Retriever
+from mtai.services.retrieval import Bm25, Retriever
 from mtai.services.tenant_archive import ArchiveReport, TenantArchive, signing_key
 
 app = typer.Typer(
@@ -238,12 +238,12 @@ def eval_retrieval(
             "METHOD rrf or convex (e.g. rrf:1:0.5); repeatable."
         ),
     ] = None,
-    ts_rank: Annotated[
+    other_ranking: Annotated[
         bool,
         typer.Option(
-            "--ts-rank",
-            help="Also score keyword and hybrid search ranking keywords by PostgreSQL's ts_rank "
-            "instead of BM25.",
+            "--other-keyword-ranking",
+            help="Also score keyword and hybrid search with the keyword ranking not configured "
+            "(bm25 when MTAI_RAG_KEYWORD_RANKING is ts_rank, and the other way round).",
         ),
     ] = False,
 ) -> None:
@@ -264,8 +264,13 @@ def eval_retrieval(
 
     async def work(runtime: Runtime) -> None:
         variants = {}
-        if ts_rank:
-            variants["ts_rank"] = Retriever(runtime.db, runtime.embedders, bm25=None)
+        if other_ranking:
+            settings = runtime.settings
+            if runtime.retriever.bm25 is None:
+                bm25 = Bm25(settings.rag_bm25_k1, settings.rag_bm25_b)
+                variants["bm25"] = Retriever(runtime.db, runtime.embedders, bm25=bm25)
+            else:
+                variants["ts_rank"] = Retriever(runtime.db, runtime.embedders)
         by_set = {}
         for name, data in loaded.items():
             typer.echo(

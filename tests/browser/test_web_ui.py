@@ -230,7 +230,9 @@ async def test_platform_admin_to_tenant_owner_journey(
     await accept_as_new(page, ana_link, ana_password)
     await expect(page.get_by_test_id("who")).to_contain_text("(member)")
     nav = page.get_by_role("navigation", name="Main")
-    await expect(nav.get_by_role("link")).to_have_text(["Chat", "Knowledge bases", "Search and explain"])
+    await expect(nav.get_by_role("link")).to_have_text(
+        ["Chat", "Knowledge bases", "Search and explain"]
+    )
     await screenshot(page, "18-member-chat")
 
     # The member replaces the initial password, and logs in with the new one.

@@ -21,7 +21,7 @@ from mtai.db.engine import async_url
 from mtai.db.migrate import alembic_config
 from mtai.runtime import Runtime
 from mtai.services.principal import ALL_SCOPES, Principal, Role
-from mtai.services.retrieval import Retriever, SearchMode, SearchQuery
+from mtai.services.retrieval import Bm25, Retriever, SearchMode, SearchQuery
 from tests.conftest import TenantFixture
 from tests.integration.test_rag import COLLECTIONS, upload_text, wait_done
 from tests.support.postgres import fresh_database
@@ -112,8 +112,8 @@ async def test_the_rarer_word_counts_more_and_ts_rank_stays_to_compare(
     await _knowledge_base(client, tenant_a, "Rare")
     principal = Principal(tenant_id=tenant_a.id, role=Role.OWNER, scopes=ALL_SCOPES)
     query = SearchQuery(query="lamp bees", limit=5, mode=SearchMode.KEYWORD)
-    bm25 = await runtime.retriever.search(principal, query)
-    ts_rank = await Retriever(runtime.db, runtime.embedders, bm25=None).search(principal, query)
+    bm25 = await Retriever(runtime.db, runtime.embedders, bm25=Bm25()).search(principal, query)
+    ts_rank = await runtime.retriever.search(principal, query)  # the platform's default
     assert "bees" in bm25[0].text
     assert "lamp burned" in ts_rank[0].text
     assert {h.chunk_id for h in bm25} == {h.chunk_id for h in ts_rank}

@@ -72,7 +72,7 @@ export function Search() {
     <>
       <PageTitle>Search and explain</PageTitle>
       <p className="muted">
-        Each result shows its rank and score in the vector list (cosine similarity) and the keyword list (BM25), the fused score, and
+        Each result shows its rank and score in the vector list (cosine similarity) and the keyword list (ts_rank or BM25), the fused score, and
         the reranker's score when the knowledge base reranks.
       </p>
       <form className="inline-form" onSubmit={submit} aria-label="Search the knowledge bases">
@@ -118,7 +118,7 @@ export function Search() {
         </p>
       )}
       {found && (
-        <Table caption="Results, best first" columns={["#", "Passage", "Vector (rank · similarity)", "Keyword (rank · BM25)", "Fused", "Reranker"]}>
+        <Table caption="Results, best first" columns={["#", "Passage", "Vector (rank · similarity)", "Keyword (rank · score)", "Fused", "Reranker"]}>
           {results.map((hit, i) => (
             <HitRow key={hit.chunk_id} hit={hit} rank={i + 1} highlighted={hit.chunk_id === wanted} />
           ))}

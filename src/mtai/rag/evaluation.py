@@ -210,9 +210,7 @@ def load_dataset(path: Path) -> Dataset:
         raise DatasetError(
             f"{path / QRELS_FILE}: no relevant document judged for query {shown}{more}"
         )
-    return Dataset(
-        documents=documents, queries=queries, qrels=qrels, language=_load_language(path)
-    )
+    return Dataset(documents=documents, queries=queries, qrels=qrels, language=_load_language(path))
 
 
 def _load_language(path: Path) -> str:

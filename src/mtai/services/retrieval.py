@@ -177,15 +177,16 @@ class Retriever:
         spare_connections: int | None = None,
         *,
         meter: Meter | None = None,
-        bm25: Bm25 | None = Bm25(),
+        bm25: Bm25 | None = None,
         reranker: Reranker | None = None,
         rerank_candidates: int = RERANK_CANDIDATES,
     ) -> None:
         """`spare_connections`: searches that may run their keyword part on a second pooled
         connection at once (default: half the pool). `meter`: admits and records each search
-        (the runtime always gives one). `bm25`: keyword search's ranking; None ranks by
-        PostgreSQL's ts_rank instead. `reranker`: reorders the best `rerank_candidates` fused
-        passages of searches that ask for it (or of knowledge bases that turn it on)."""
+        (the runtime always gives one). `bm25`: keyword search ranks by BM25 with these
+        parameters; None (the default) by PostgreSQL's ts_rank. `reranker`: reorders the best
+        `rerank_candidates` fused passages of searches that ask for it (or of knowledge bases
+        that turn it on)."""
         self.db = db
         self.embedders = embedders
         self.meter = meter

@@ -95,8 +95,8 @@ async def evaluate(
     """A row per search mode, through the product's search; then a row per fusion of
     `fusions`, computed from the vector and keyword lists those searches returned (the same
     lists hybrid search fuses), so that weights can be compared without searching again; then
-    keyword and hybrid rows for each of `variants`, retrievers configured otherwise (keyword
-    search by ts_rank), labelled by their key."""
+    keyword and hybrid rows for each of `variants`, retrievers configured otherwise (the other
+    keyword ranking), labelled by their key."""
     tenant, _ = await tenants.create(
         operator(), slug=f"eval-{secrets.token_hex(4)}", name="Retrieval evaluation"
     )

@@ -106,7 +106,7 @@ async def replace(
 
 @dataclass(frozen=True)
 class Candidate:
-    """One entry of a ranked candidate list: vector (cosine similarity) or keyword (BM25)."""
+    """One entry of a ranked candidate list: vector (cosine similarity) or keyword (its rank)."""
 
     chunk_id: uuid.UUID
     score: float

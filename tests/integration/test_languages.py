@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from mtai.db.engine import async_url
 from mtai.db.migrate import alembic_config
+from mtai.db.repositories import documents as documents_repo
+from mtai.runtime import Runtime
 from mtai.services.retrieval import MAX_VARIANTS
 from tests.conftest import TenantFixture
 from tests.integration.test_chunk_statistics import assert_exact
@@ -124,6 +126,43 @@ async def test_changing_the_language_reparses_the_chunks_with_exact_counts(
         "/api/v1/admin/audit", params={"action": "collection.update"}, headers=tenant_a.owner
     )
     assert any(e["details"].get("language") == "german" for e in audit.json()["items"])
+
+
+async def test_a_language_change_during_ingestion_leaves_no_chunk_behind(
+    client: httpx.AsyncClient,
+    runtime: Runtime,
+    tenant_a: TenantFixture,
+    owner: asyncpg.Connection,
+) -> None:
+    """Documents re-processed while their knowledge base changes language, back and forth:
+    no deadlock, and every chunk ends in the knowledge base's language with exact counts."""
+    texts = [f"{HAFEN} Teil {n}." for n in range(4)]
+    kb = await knowledge_base(client, tenant_a, None, *texts)
+    async with runtime.db.tenant(tenant_a.id) as session:
+        ids = await documents_repo.requeue_collection(session, uuid.UUID(kb))
+
+    async def switch(language: str) -> None:
+        changed = await client.patch(
+            f"{COLLECTIONS}/{kb}", json={"language": language}, headers=tenant_a.owner
+        )
+        assert changed.status_code == 200, changed.text
+
+    await asyncio.gather(
+        *(runtime.ingestor.process(tenant_a.id, d) for d in ids * 2),
+        switch("german"),
+        switch("simple"),
+        switch("german"),
+    )
+    for document_id in ids:
+        await wait_done(client, tenant_a.owner, str(document_id))
+    final = (await client.get(f"{COLLECTIONS}/{kb}", headers=tenant_a.owner)).json()["language"]
+    stale = await owner.fetchval(
+        "SELECT count(*) FROM rag_chunks c JOIN rag_collections k ON k.id = c.collection_id "
+        "WHERE k.id = $1 AND c.language <> k.language",
+        uuid.UUID(kb),
+    )
+    assert stale == 0, final
+    await assert_exact(owner, tenant_a.id)
 
 
 async def test_a_language_is_one_of_postgresql_s_configurations(

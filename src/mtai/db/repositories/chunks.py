@@ -27,6 +27,11 @@ _INSERT = text(
     "(SELECT k.language FROM rag_collections k WHERE k.id = :collection_id))"
 )
 _DELETE = text("DELETE FROM rag_chunks WHERE document_id = :document_id")
+# Taken first by a writer of a document's chunks: a change of language (which updates this row,
+# then reparses the knowledge base's chunks) either waits for the new chunks to commit, so that
+# it reparses them too, or commits before they read the language. First, so that both take
+# this row before the chunk triggers' per-knowledge-base lock (no deadlock).
+_SHARE_COLLECTION = text("SELECT 1 FROM rag_collections WHERE id = :collection_id FOR SHARE")
 _RELANGUAGE = text(
     "UPDATE rag_chunks SET language = k.language FROM rag_collections k "
     "WHERE k.id = :collection_id AND rag_chunks.collection_id = k.id "
@@ -78,6 +83,7 @@ async def replace(
     vectors: npt.NDArray[np.float32],
 ) -> None:
     """The document's chunks become exactly these (a re-run never duplicates)."""
+    await session.execute(_SHARE_COLLECTION, {"collection_id": collection_id})
     await session.execute(_DELETE, {"document_id": document_id})
     if not chunks:
         return

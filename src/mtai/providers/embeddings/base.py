@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from mtai.errors import AppError
 from mtai.providers.llm.base import UpstreamError
@@ -87,3 +88,51 @@ async def with_retries(
             if wait is None:
                 wait = _BACKOFF_SECONDS * 2 ** (attempt - 1) * _jitter.uniform(0.5, 1.0)
             await asyncio.sleep(min(wait, _MAX_WAIT_SECONDS))
+
+
+def failure(doing: str, exc: UpstreamError, attempts: int, advice: str, secret: str | None) -> str:
+    """`doing` ("Embedding with openai/x at https://...") failed: the upstream's words (it is
+    the operator's, so they help; `secret` masked should it echo it back) and what to check."""
+    detail = exc.explained.rstrip(". ")
+    if secret:
+        detail = detail.replace(secret, "***")
+    tried = f" after {attempts} attempts" if attempts > 1 else ""
+    return f"{doing} failed{tried} ({detail}); {advice}."
+
+
+def http_advice(status: int | None, *, settings: str, url_hint: str, model: str) -> str:
+    """What to check after an HTTP endpoint configured by `settings` (MTAI_..._) failed."""
+    if status in (401, 403):
+        return f"check the API key ({settings}API_KEY)"
+    if status == 404:
+        return f"check {settings}BASE_URL ({url_hint}) and that the endpoint serves model '{model}'"
+    if status == 429:
+        return "the endpoint is rate limiting: retry later or raise its quota"
+    if status is not None and status >= 500:
+        return "the endpoint is failing: check its status and retry later"
+    if status is None:
+        return f"check that {settings}BASE_URL points at a reachable endpoint"
+    return f"check {settings}MODEL and the input"
+
+
+def aws_advice(
+    exc: UpstreamError, by_code: Mapping[str, str], *, settings: str, model: str, region: str
+) -> str:
+    """What to check after a Bedrock call configured by `settings` (MTAI_..._) failed: the
+    advice for its AWS error code (formatted with `model` and `region`), else by its kind."""
+    cause = exc.__cause__
+    code = ""
+    if isinstance(cause, ClientError):
+        code = str(cause.response.get("Error", {}).get("Code", ""))
+    if code in by_code:
+        return by_code[code].format(model=model, region=region)
+    if isinstance(cause, NoCredentialsError):
+        return (
+            "no AWS credentials were found: attach a task role or set "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(cause, EndpointConnectionError):
+        return f"check {settings}REGION, the endpoint URL and network access"
+    if exc.status is not None and exc.status >= 500:
+        return "Bedrock is failing: retry later"
+    return f"check the {settings}* settings"

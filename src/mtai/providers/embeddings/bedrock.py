@@ -13,9 +13,14 @@ import numpy as np
 import numpy.typing as npt
 from aiobotocore.session import get_session
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from mtai.providers.embeddings.base import EmbeddingError, normalise, with_retries
+from mtai.providers.embeddings.base import (
+    EmbeddingError,
+    aws_advice,
+    failure,
+    normalise,
+    with_retries,
+)
 from mtai.providers.llm.base import UpstreamError
 from mtai.providers.llm.bedrock import _aws_errors
 from mtai.services import tokenizer
@@ -150,26 +155,14 @@ class BedrockEmbedder:
         return raw
 
     def _describe(self, exc: UpstreamError, attempts: int) -> EmbeddingError:
-        cause = exc.__cause__
-        code = ""
-        if isinstance(cause, ClientError):
-            code = str(cause.response.get("Error", {}).get("Code", ""))
-        if code in _ADVICE:
-            advice = _ADVICE[code].format(model=self.model_id, region=self.region)
-        elif isinstance(cause, NoCredentialsError):
-            advice = (
-                "no AWS credentials were found: attach a task role or set "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-            )
-        elif isinstance(cause, EndpointConnectionError):
-            advice = "check MTAI_EMBEDDING_BEDROCK_REGION, the endpoint URL and network access"
-        elif exc.status is not None and exc.status >= 500:
-            advice = "Bedrock is failing: retry later"
-        else:
-            advice = "check the MTAI_EMBEDDING_BEDROCK_* settings"
-        tried = f" after {attempts} attempts" if attempts > 1 else ""
-        detail = exc.explained.rstrip(". ")  # operator-configured: its words help
-        return EmbeddingError(f"Embedding with {self.name} failed{tried} ({detail}); {advice}.")
+        advice = aws_advice(
+            exc,
+            _ADVICE,
+            settings="MTAI_EMBEDDING_BEDROCK_",
+            model=self.model_id,
+            region=self.region,
+        )
+        return EmbeddingError(failure(f"Embedding with {self.name}", exc, attempts, advice, None))
 
     async def aclose(self) -> None:
         await self._stack.aclose()

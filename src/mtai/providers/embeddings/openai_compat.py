@@ -9,7 +9,13 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from mtai.providers.embeddings.base import EmbeddingError, normalise, with_retries
+from mtai.providers.embeddings.base import (
+    EmbeddingError,
+    failure,
+    http_advice,
+    normalise,
+    with_retries,
+)
 from mtai.providers.llm.base import UpstreamError
 from mtai.providers.llm.http import malformed, raise_for_status, transport_errors
 from mtai.services import tokenizer
@@ -104,32 +110,14 @@ class OpenAIEmbedder:
         return rows
 
     def _describe(self, exc: UpstreamError, attempts: int) -> EmbeddingError:
-        status = exc.status
-        if status in (401, 403):
-            advice = "check the API key (MTAI_EMBEDDING_OPENAI_API_KEY)"
-        elif status == 404:
-            advice = (
-                "check MTAI_EMBEDDING_OPENAI_BASE_URL (usually ending in /v1) and that the "
-                f"endpoint serves model '{self.model}'"
-            )
-        elif status == 429:
-            advice = "the endpoint is rate limiting: retry later or raise its quota"
-        elif status is not None and status >= 500:
-            advice = "the endpoint is failing: check its status and retry later"
-        elif status is None:
-            advice = (
-                "check that MTAI_EMBEDDING_OPENAI_BASE_URL points at a reachable "
-                "OpenAI-compatible endpoint"
-            )
-        else:
-            advice = "check MTAI_EMBEDDING_OPENAI_MODEL and the input"
-        detail = exc.explained.rstrip(". ")  # operator-configured: its words help
-        if self._api_key:  # an upstream may echo the key back in its error text
-            detail = detail.replace(self._api_key, "***")
-        tried = f" after {attempts} attempts" if attempts > 1 else ""
-        return EmbeddingError(
-            f"Embedding with {self.name} at {self._where} failed{tried} ({detail}); {advice}."
+        advice = http_advice(
+            exc.status,
+            settings="MTAI_EMBEDDING_OPENAI_",
+            url_hint="usually ending in /v1",
+            model=self.model,
         )
+        doing = f"Embedding with {self.name} at {self._where}"
+        return EmbeddingError(failure(doing, exc, attempts, advice, self._api_key))
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -12,9 +12,8 @@ from typing import Any
 
 from aiobotocore.session import get_session
 from botocore.config import Config
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from mtai.providers.embeddings.base import with_retries
+from mtai.providers.embeddings.base import aws_advice, failure, with_retries
 from mtai.providers.llm.base import UpstreamError
 from mtai.providers.llm.bedrock import _aws_errors
 from mtai.providers.rerank.base import Relevance, RerankError, ordered
@@ -28,7 +27,8 @@ _ADVICE = {
     "ThrottlingException": "Bedrock is throttling: retry later or raise the account's quota",
     "ValidationException": "check that MTAI_RERANK_MODEL is a Bedrock reranker model "
     "(amazon.rerank-v1:0, cohere.rerank-v3-5:0) offered in {region}",
-    "ResourceNotFoundException": "check MTAI_RERANK_MODEL and MTAI_RERANK_BEDROCK_REGION",
+    "ResourceNotFoundException": "check MTAI_RERANK_MODEL and MTAI_RERANK_BEDROCK_REGION "
+    "({region})",
 }
 
 
@@ -119,26 +119,11 @@ class BedrockReranker:
             raise RerankError(f"{self.name} sent a malformed response ({exc!r})"[:400]) from exc
 
     def _describe(self, exc: UpstreamError, attempts: int) -> RerankError:
-        cause = exc.__cause__
-        code = ""
-        if isinstance(cause, ClientError):
-            code = str(cause.response.get("Error", {}).get("Code", ""))
-        if code in _ADVICE:
-            advice = _ADVICE[code].format(model=self.model_id, region=self.region)
-        elif isinstance(cause, NoCredentialsError):
-            advice = (
-                "no AWS credentials were found: attach a task role or set "
-                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-            )
-        elif isinstance(cause, EndpointConnectionError):
-            advice = "check MTAI_RERANK_BEDROCK_REGION, the endpoint URL and network access"
-        elif exc.status is not None and exc.status >= 500:
-            advice = "Bedrock is failing: retry later"
-        else:
-            advice = "check the MTAI_RERANK_* settings"
-        tried = f" after {attempts} attempts" if attempts > 1 else ""
-        detail = exc.explained.rstrip(". ")  # operator-configured: its words help
-        return RerankError(f"Reranking with {self.name} failed{tried} ({detail}); {advice}.")
+        advice = aws_advice(
+            exc, _ADVICE, settings="MTAI_RERANK_BEDROCK_", model=self.model_id, region=self.region
+        )
+        return RerankError(failure(f"Reranking with {self.name}", exc, attempts, advice, None))
 
     async def aclose(self) -> None:
         await self._stack.aclose()
+        self._client = None

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from mtai.providers.embeddings.base import with_retries
+from mtai.providers.embeddings.base import failure, http_advice, with_retries
 from mtai.providers.embeddings.openai_compat import public_url
 from mtai.providers.llm.base import UpstreamError
 from mtai.providers.llm.http import malformed, raise_for_status, transport_errors
@@ -80,29 +80,14 @@ class CohereReranker:
             raise malformed(self.name, exc) from exc
 
     def _describe(self, exc: UpstreamError, attempts: int) -> RerankError:
-        status = exc.status
-        if status in (401, 403):
-            advice = "check the API key (MTAI_RERANK_API_KEY)"
-        elif status == 404:
-            advice = (
-                "check MTAI_RERANK_BASE_URL (the URL before /rerank, e.g. https://api.cohere.com/v2)"
-                f" and that the endpoint serves model '{self.model}'"
-            )
-        elif status == 429:
-            advice = "the endpoint is rate limiting: retry later or raise its quota"
-        elif status is not None and status >= 500:
-            advice = "the endpoint is failing: check its status and retry later"
-        elif status is None:
-            advice = "check that MTAI_RERANK_BASE_URL points at a reachable rerank endpoint"
-        else:
-            advice = "check MTAI_RERANK_MODEL and the input"
-        detail = exc.explained.rstrip(". ")  # operator-configured: its words help
-        if self._api_key:  # an upstream may echo the key back in its error text
-            detail = detail.replace(self._api_key, "***")
-        tried = f" after {attempts} attempts" if attempts > 1 else ""
-        return RerankError(
-            f"Reranking with {self.name} at {self._where} failed{tried} ({detail}); {advice}."
+        advice = http_advice(
+            exc.status,
+            settings="MTAI_RERANK_",
+            url_hint="the URL before /rerank, e.g. https://api.cohere.com/v2",
+            model=self.model,
         )
+        doing = f"Reranking with {self.name} at {self._where}"
+        return RerankError(failure(doing, exc, attempts, advice, self._api_key))
 
     async def aclose(self) -> None:
         await self._client.aclose()

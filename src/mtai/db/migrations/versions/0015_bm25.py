@@ -138,45 +138,35 @@ BEGIN
         approximate := true;
     END IF;
     SELECT string_agg(quote_literal(l), ' | ')::tsquery INTO selecting FROM unnest(selective) l;
-    IF p_k1 IS NULL THEN
-        RETURN QUERY
-            SELECT m.id, ts_rank(m.tsv, ranked, 1) AS score
-            FROM (
-                SELECT c.id, c.tsv FROM public.rag_chunks c
-                WHERE c.tenant_id = tenant AND c.collection_id = ANY(collections)
-                  AND c.tsv @@ selecting
-                  AND (p_documents IS NULL OR c.document_id = ANY(p_documents))
-                  AND (p_metadata IS NULL OR c.metadata @> p_metadata)
-                LIMIT CASE WHEN approximate THEN cap END
-            ) m
-            ORDER BY 2 DESC, 1
-            LIMIT p_candidates;
-        RETURN;
+    IF p_k1 IS NOT NULL THEN
+        SELECT coalesce(sum(s.chunks), 0), coalesce(sum(s.lexemes), 0)::float8
+               / greatest(coalesce(sum(s.chunks), 0), 1)
+        INTO total, average_length
+        FROM public.rag_collection_sizes s WHERE s.collection_id = ANY(collections);
     END IF;
-    SELECT coalesce(sum(s.chunks), 0), coalesce(sum(s.lexemes), 0)::float8
-           / greatest(coalesce(sum(s.chunks), 0), 1)
-    INTO total, average_length
-    FROM public.rag_collection_sizes s WHERE s.collection_id = ANY(collections);
     RETURN QUERY
-        SELECT f.id, sum(
-                   ln(1 + (total - q.df + 0.5) / (q.df + 0.5)) * f.tf * (p_k1 + 1)
-                   / (f.tf + p_k1 * (1 - p_b + p_b * f.length / greatest(average_length, 1)))
-               )::real AS score
+        SELECT m.id, CASE
+            WHEN p_k1 IS NULL THEN ts_rank(m.tsv, ranked, 1)
+            ELSE (
+                SELECT sum(
+                    ln(1 + (total - q.df + 0.5) / (q.df + 0.5)) * f.tf * (p_k1 + 1)
+                    / (f.tf + p_k1 * (1 - p_b + p_b * length(m.tsv) / greatest(average_length, 1)))
+                )::real
+                FROM (
+                    SELECT u.lexeme, greatest(cardinality(u.positions), 1) AS tf
+                    FROM unnest(m.tsv) u WHERE u.lexeme = ANY(words)
+                ) f
+                JOIN unnest(words, frequencies) q(lexeme, df) ON q.lexeme = f.lexeme
+            )
+        END AS score
         FROM (
-            SELECT m.id, length(m.tsv) AS length, u.lexeme,
-                   greatest(cardinality(u.positions), 1) AS tf
-            FROM (
-                SELECT c.id, c.tsv FROM public.rag_chunks c
-                WHERE c.tenant_id = tenant AND c.collection_id = ANY(collections)
-                  AND c.tsv @@ selecting
-                  AND (p_documents IS NULL OR c.document_id = ANY(p_documents))
-                  AND (p_metadata IS NULL OR c.metadata @> p_metadata)
-                LIMIT CASE WHEN approximate THEN cap END
-            ) m, unnest(m.tsv) u
-            WHERE u.lexeme = ANY(words)
-        ) f
-        JOIN unnest(words, frequencies) q(lexeme, df) ON q.lexeme = f.lexeme
-        GROUP BY f.id
+            SELECT c.id, c.tsv FROM public.rag_chunks c
+            WHERE c.tenant_id = tenant AND c.collection_id = ANY(collections)
+              AND c.tsv @@ selecting
+              AND (p_documents IS NULL OR c.document_id = ANY(p_documents))
+              AND (p_metadata IS NULL OR c.metadata @> p_metadata)
+            LIMIT CASE WHEN approximate THEN cap END
+        ) m
         ORDER BY 2 DESC, 1
         LIMIT p_candidates;
 END

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cohere
@@ -247,7 +246,7 @@ async def test_without_a_reranker_reranking_is_refused_clearly(
 
 @pytest.mark.usefixtures("aws_credentials")
 async def test_the_bedrock_reranker_speaks_the_agent_runtime_rerank_api(
-    upstream: FakeUpstream, tmp_path: Path
+    upstream: FakeUpstream,
 ) -> None:
     reranker = BedrockReranker(
         "cohere.rerank-v3-5:0", region="us-west-2", endpoint_url=upstream.base_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from mtai.errors import Forbidden, InvalidInput, NotFound
@@ -63,7 +64,10 @@ class RerankService:
                 raise InvalidInput(
                     f"documents[{index}] is longer than {MAX_DOCUMENT_CHARS} characters."
                 )
-        tokens = sum(map(reranker.count_tokens, [query, *documents]))
+        # Tokenizing up to a request's 1 MiB is CPU work: off the event loop.
+        tokens = await asyncio.to_thread(
+            lambda: sum(map(reranker.count_tokens, [query, *documents]))
+        )
         async with self.meter.embedding(
             principal,
             model=reranker.name,

@@ -14,17 +14,15 @@ import asyncpg
 import httpx
 import pytest
 from alembic import command
-from sqlalchemy import pool, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
 
-from mtai.db.engine import async_url
 from mtai.db.migrate import alembic_config
 from mtai.runtime import Runtime
 from mtai.services.principal import ALL_SCOPES, Principal, Role
 from mtai.services.retrieval import Bm25, Retriever, SearchMode, SearchQuery
 from tests.conftest import TenantFixture
 from tests.integration.test_rag import COLLECTIONS, upload_text, wait_done
-from tests.support.postgres import fresh_database
+from tests.support.postgres import first_column, fresh_database
 
 PASSAGES = (
     "The lighthouse keeper trimmed the lamp. The lamp burned all night.",
@@ -120,18 +118,13 @@ async def test_the_rarer_word_counts_more_and_ts_rank_stays_to_compare(
 
 
 async def _has_lexemes(url: str) -> bool:
-    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
-    try:
-        async with engine.connect() as conn:
-            found = await conn.execute(
-                text(
-                    "SELECT count(*) FROM information_schema.columns WHERE table_name = "
-                    "'rag_collection_sizes' AND column_name = 'lexemes'"
-                )
-            )
-            return bool(found.scalar_one())
-    finally:
-        await engine.dispose()
+    return bool(
+        await first_column(
+            url,
+            "SELECT column_name FROM information_schema.columns WHERE table_name = "
+            "'rag_collection_sizes' AND column_name = 'lexemes'",
+        )
+    )
 
 
 async def test_migration_0015_upgrades_downgrades_and_upgrades_again(pg_admin_url: str) -> None:

@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from alembic import command
 from pydantic import SecretStr
-from sqlalchemy import bindparam, pool, text
+from sqlalchemy import bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from mtai.db.engine import Database, async_url
+from mtai.db.engine import Database
 from mtai.db.migrate import alembic_config
 from mtai.db.repositories import chunks as chunks_repo
 from mtai.runtime import Runtime, open_runtime
@@ -36,7 +35,7 @@ from mtai.services.retrieval import (
 from tests.conftest import TenantFixture
 from tests.integration.test_rag import GARDEN, LIGHTHOUSE, upload_text, wait_done
 from tests.support.fake_upstreams import FakeUpstream
-from tests.support.postgres import fresh_database
+from tests.support.postgres import first_column, fresh_database
 
 
 class Watched(SpareConnections):
@@ -288,19 +287,12 @@ async def test_a_knowledge_base_keeps_weights_of_its_own(
             )
 
 
-async def _weight_columns(url: str) -> list[str]:
-    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = "
-                    "'rag_collections' AND column_name LIKE '%_weight' ORDER BY column_name"
-                )
-            )
-            return [row[0] for row in rows]
-    finally:
-        await engine.dispose()
+async def _weight_columns(url: str) -> list[object]:
+    return await first_column(
+        url,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = "
+        "'rag_collections' AND column_name LIKE '%_weight' ORDER BY column_name",
+    )
 
 
 async def test_migration_0014_upgrades_downgrades_and_upgrades_again(pg_admin_url: str) -> None:

@@ -13,10 +13,7 @@ import asyncpg
 import httpx
 import pytest
 from alembic import command
-from sqlalchemy import pool, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from mtai.db.engine import async_url
 from mtai.db.migrate import alembic_config
 from mtai.db.repositories import documents as documents_repo
 from mtai.runtime import Runtime
@@ -24,7 +21,7 @@ from mtai.services.retrieval import MAX_VARIANTS
 from tests.conftest import TenantFixture
 from tests.integration.test_chunk_statistics import assert_exact
 from tests.integration.test_rag import COLLECTIONS, SEARCH, upload_text, wait_done
-from tests.support.postgres import fresh_database
+from tests.support.postgres import first_column, fresh_database
 
 HAFEN = "Die alten Häuser am Hafen wurden von den Fischern gebaut und bemalt."
 HARBOUR = "The old houses by the harbour were built and painted by the fishermen."
@@ -197,19 +194,12 @@ async def test_a_search_meets_at_most_so_many_languages_and_weightings(
     assert allowed.status_code == 200, allowed.text
 
 
-async def _languages(url: str) -> list[str]:
-    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT table_name FROM information_schema.columns WHERE column_name = "
-                    "'language' AND table_name LIKE 'rag_%' ORDER BY table_name"
-                )
-            )
-            return [row[0] for row in rows]
-    finally:
-        await engine.dispose()
+async def _languages(url: str) -> list[object]:
+    return await first_column(
+        url,
+        "SELECT table_name FROM information_schema.columns WHERE column_name = 'language' "
+        "AND table_name LIKE 'rag_%' ORDER BY table_name",
+    )
 
 
 async def test_migration_0017_upgrades_downgrades_and_upgrades_again(pg_admin_url: str) -> None:

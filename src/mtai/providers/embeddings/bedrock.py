@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 from collections.abc import Sequence
@@ -11,9 +10,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from aiobotocore.session import get_session
-from botocore.config import Config
 
+from mtai.providers.aws_client import LazyAwsClient
 from mtai.providers.embeddings.base import (
     EmbeddingError,
     aws_advice,
@@ -70,20 +68,14 @@ class BedrockEmbedder:
         self.dimension = dimension
         self.region = region
         self._retries = retries
-        self._kwargs: dict[str, Any] = {
-            "region_name": region,
-            "endpoint_url": endpoint_url,
-            "config": Config(
-                retries={"total_max_attempts": 1},  # `with_retries` applies our own policy
-                read_timeout=timeout,
-                connect_timeout=min(timeout, 10.0),
-                max_pool_connections=max(10, concurrency),
-            ),
-        }
+        self._aws = LazyAwsClient(
+            "bedrock-runtime",
+            region=region,
+            endpoint_url=endpoint_url,
+            timeout=timeout,
+            max_pool_connections=max(10, concurrency),
+        )
         self._slots = asyncio.Semaphore(concurrency)
-        self._opening = asyncio.Lock()
-        self._stack = contextlib.AsyncExitStack()
-        self._client: Any = None
 
     def count_tokens(self, text: str) -> int:
         """An estimate: Titan's own tokenizer is not public, so cl100k stands in for it.
@@ -93,20 +85,11 @@ class BedrockEmbedder:
         """
         return tokenizer.count(text)
 
-    async def _bedrock(self) -> Any:
-        # The lock keeps concurrent first calls from opening two clients (one would leak).
-        async with self._opening:
-            if self._client is None:
-                self._client = await self._stack.enter_async_context(
-                    get_session().create_client("bedrock-runtime", **self._kwargs)
-                )
-        return self._client
-
     async def aembed(self, texts: Sequence[str]) -> Array:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        client = await self._bedrock()
+        client = await self._aws.get()
         try:
             # A TaskGroup cancels the remaining calls as soon as one fails for good.
             async with asyncio.TaskGroup() as group:
@@ -165,5 +148,4 @@ class BedrockEmbedder:
         return EmbeddingError(failure(f"Embedding with {self.name}", exc, attempts, advice, None))
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        await self._aws.aclose()

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
-from aiobotocore.session import get_session
-from botocore.config import Config
-
+from mtai.providers.aws_client import LazyAwsClient
 from mtai.providers.embeddings.base import aws_advice, failure, with_retries
 from mtai.providers.llm.base import UpstreamError
 from mtai.providers.llm.bedrock import _aws_errors
@@ -51,37 +47,22 @@ class BedrockReranker:
         self.region = region
         self._arn = f"arn:aws:bedrock:{region}::foundation-model/{model_id}"
         self._retries = retries
-        self._kwargs: dict[str, Any] = {
-            "region_name": region,
-            "endpoint_url": endpoint_url,
-            "config": Config(
-                retries={"total_max_attempts": 1},  # `with_retries` applies our own policy
-                read_timeout=timeout,
-                connect_timeout=min(timeout, 10.0),
-            ),
-        }
-        self._opening = asyncio.Lock()
-        self._stack = contextlib.AsyncExitStack()
-        self._client: Any = None
+        self._aws = LazyAwsClient(
+            "bedrock-agent-runtime",
+            region=region,
+            endpoint_url=endpoint_url,
+            timeout=timeout,
+        )
 
     def count_tokens(self, text: str) -> int:
         """An estimate (cl100k): Bedrock bills reranking per query of up to 100 documents."""
         return tokenizer.count(text)
 
-    async def _bedrock(self) -> Any:
-        # The lock keeps concurrent first calls from opening two clients (one would leak).
-        async with self._opening:
-            if self._client is None:
-                self._client = await self._stack.enter_async_context(
-                    get_session().create_client("bedrock-agent-runtime", **self._kwargs)
-                )
-        return self._client
-
     async def arerank(self, query: str, documents: Sequence[str]) -> list[Relevance]:
         documents = list(documents)
         if not documents:
             return []
-        client = await self._bedrock()
+        client = await self._aws.get()
         return await with_retries(
             functools.partial(self._call, client, query, documents),
             retries=self._retries,
@@ -125,5 +106,4 @@ class BedrockReranker:
         return RerankError(failure(f"Reranking with {self.name}", exc, attempts, advice, None))
 
     async def aclose(self) -> None:
-        await self._stack.aclose()
-        self._client = None
+        await self._aws.aclose()

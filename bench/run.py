@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import gateway, processes, rag_ingest, rag_search, report
+from bench import embedding_models, gateway, processes, rag_ingest, rag_search, report
 from bench.common import (
     ROOT,
     CpuMeter,
@@ -85,8 +85,14 @@ async def _processes(url: str, run: RunOptions) -> Json:
     return await processes.run(url, options)
 
 
+async def _embedding_models(url: str, run: RunOptions) -> Json:
+    sets = embedding_models.SETS[:1] if run.quick else embedding_models.SETS
+    return await embedding_models.run(url, sets)
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "rag_ingest": Benchmark("rag", _rag_ingest),
+    "embedding_models": Benchmark("rag", _embedding_models),
     "rag_search": Benchmark("rag", _rag_search),
     "gateway": Benchmark("gateway", _gateway),
     "processes": Benchmark("processes", _processes),

@@ -147,8 +147,20 @@ export interface Collection {
   description: string;
   embedding_model: string;
   embedding_dim: number;
+  weights: { vector: number; keyword: number } | null;
   rerank: boolean;
   language: string;
+}
+
+export interface CollectionUpdated extends Collection {
+  reembedding: number;
+}
+
+export interface EmbeddingModel {
+  name: string;
+  dimension: number;
+  max_tokens: number;
+  is_default: boolean;
 }
 
 export interface ListPlace {

@@ -246,6 +246,13 @@ def eval_retrieval(
             "(bm25 when MTAI_RAG_KEYWORD_RANKING is ts_rank, and the other way round).",
         ),
     ] = False,
+    embedding_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Embedding model of the evaluated knowledge bases (default: "
+            "MTAI_EMBEDDING_MODEL), e.g. multilingual-e5-small."
+        ),
+    ] = None,
 ) -> None:
     """nDCG@k, recall@k and MRR of vector, keyword and hybrid search on each dataset, in one
     table (format: eval/README.md)."""
@@ -284,6 +291,7 @@ def eval_retrieval(
                 ingestor=runtime.ingestor,
                 retriever=runtime.retriever,
                 k=k,
+                embedding_model=embedding_model,
                 fusions=fusions,
                 variants=variants,
                 progress=lambda line: typer.echo(line, err=True),

@@ -150,6 +150,27 @@ async def test_platform_admin_to_tenant_owner_journey(
     await expect(page.get_by_role("button", name="default", exact=True)).to_be_visible()
     await screenshot(page, "08-knowledge-ready")
 
+    # The knowledge base's own search settings: the models offered, its language, weights.
+    await page.get_by_role("button", name="default", exact=True).click()
+    settings_form = page.get_by_role("form", name="Settings of default")
+    model_options = settings_form.get_by_label("Embedding model").locator("option")
+    await expect(model_options).to_contain_text(
+        ["all-MiniLM-L6-v2 (384 dimensions, default)", "multilingual-e5-small (384 dimensions)"]
+    )
+    await expect(settings_form.get_by_label("Language of keyword search")).to_have_value("english")
+    await expect(settings_form.get_by_label("Vector", exact=True)).to_be_disabled()
+    await settings_form.get_by_label("Weights of its own").check()
+    await settings_form.get_by_label("Vector", exact=True).fill("0.7")
+    await settings_form.get_by_label("Keyword", exact=True).fill("0.3")
+    await settings_form.get_by_role("button", name="Save settings").click()
+    await expect(settings_form.get_by_role("status")).to_have_text("Saved.")
+    await screenshot(page, "08b-knowledge-settings")
+    async with httpx.AsyncClient(base_url=live_server) as http:
+        bases = (await http.get("/api/v1/rag/collections", headers={"X-API-Key": key})).json()
+    (saved,) = [b for b in bases["items"] if b["name"] == "default"]
+    assert saved["weights"] == {"vector": 0.7, "keyword": 0.3}, saved
+    assert (saved["language"], saved["embedding_model"]) == ("english", "all-MiniLM-L6-v2")
+
     # A question answered from it, streamed, with a citation that opens the passage.
     await open_page(page, "Chat")
     await page.get_by_label("Model").select_option(model)

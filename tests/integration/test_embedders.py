@@ -18,6 +18,7 @@ from mtai.errors import ConfigurationError, InvalidInput
 from mtai.providers.embeddings.base import Embedder, EmbeddingError
 from mtai.providers.embeddings.bedrock import BedrockEmbedder
 from mtai.providers.embeddings.minilm import MiniLMEmbedder
+from mtai.providers.embeddings.multilingual_e5 import MultilingualE5Embedder
 from mtai.providers.embeddings.openai_compat import OpenAIEmbedder
 from mtai.providers.embeddings.registry import EmbedderRegistry
 from mtai.services import tokenizer
@@ -348,13 +349,16 @@ def test_bedrock_count_tokens_is_a_cl100k_estimate(fake: FakeUpstream) -> None:
 # --------------------------------------------------------------------------- registry
 
 
-def test_registry_has_the_local_model_by_default() -> None:
+def test_registry_has_the_local_models_by_default() -> None:
     registry = EmbedderRegistry(settings())
-    assert registry.names() == ["all-MiniLM-L6-v2"]
+    assert registry.names() == ["all-MiniLM-L6-v2", "multilingual-e5-small"]
     assert registry.default_name == "all-MiniLM-L6-v2"
     local = registry.get("all-MiniLM-L6-v2")
     assert isinstance(local, MiniLMEmbedder)
     assert registry.get("all-MiniLM-L6-v2") is local  # built once, shared
+    multilingual = registry.get("multilingual-e5-small")
+    assert isinstance(multilingual, MultilingualE5Embedder)
+    assert (multilingual.query_prefix, multilingual.passage_prefix) == ("query: ", "passage: ")
 
 
 def test_registry_shares_a_given_local_model() -> None:
@@ -376,7 +380,12 @@ async def test_registry_offers_the_configured_upstreams(fake: FakeUpstream) -> N
         )
     )
     try:
-        assert registry.names() == ["all-MiniLM-L6-v2", "openai/emb", f"bedrock/{TITAN}"]
+        assert registry.names() == [
+            "all-MiniLM-L6-v2",
+            "multilingual-e5-small",
+            "openai/emb",
+            f"bedrock/{TITAN}",
+        ]
         assert registry.default_name == "openai/emb"
         openai = registry.get("openai/emb")
         assert isinstance(openai, OpenAIEmbedder)

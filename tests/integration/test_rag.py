@@ -409,6 +409,52 @@ async def test_collections_lifecycle(
         await runtime.store.get(stored.storage_key)
 
 
+HANDBUCH = {
+    "Löschen": "rm entfernt Dateien und Verzeichnisse. Mit -r werden ganze Verzeichnisbäume "
+    "gelöscht, mit -i fragt rm vor jedem Löschen nach.",
+    "Einhängen": "mount hängt ein Dateisystem an einen Einhängepunkt ein; umount löst es "
+    "wieder, sobald keine Datei darauf mehr geöffnet ist.",
+    "Kopieren": "cp kopiert Dateien. Mit -a bleiben Rechte, Eigentümer und Zeitstempel erhalten.",
+}
+
+
+async def test_a_german_knowledge_base_on_the_multilingual_model(
+    client: httpx.AsyncClient, runtime: Runtime, tenant_a: TenantFixture
+) -> None:
+    """multilingual-e5-small embeds passages behind "passage: " and queries behind "query: "
+    (what the model was trained on); a German question finds its German answer."""
+    made = await client.post(
+        COLLECTIONS,
+        json={"name": "Handbuch", "embedding_model": "multilingual-e5-small", "language": "german"},
+        headers=tenant_a.owner,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["embedding_dim"] == 384
+    ids = {}
+    for title, body in HANDBUCH.items():
+        created = await upload_text(
+            client, tenant_a.owner, body, title=title, collection="Handbuch"
+        )
+        done = await wait_done(client, tenant_a.owner, created["id"])
+        assert (done["status"], done["embedding_model"]) == ("ready", "multilingual-e5-small")
+        ids[done["id"]] = title
+    question = "Wie lösche ich einen Ordner samt Inhalt?"
+    response = await client.post(
+        SEARCH,
+        json={"query": question, "mode": "vector", "collection_ids": [made.json()["id"]]},
+        headers=tenant_a.owner,
+    )
+    assert response.status_code == 200, response.text
+    hits = response.json()["results"]
+    assert ids[hits[0]["document_id"]] == "Löschen", hits
+    embedder = runtime.embedders.get("multilingual-e5-small")
+    (query,) = await embedder.aembed([f"query: {question}"])
+    passages = await embedder.aembed([f"passage: {t}\n{HANDBUCH[t]}" for t in HANDBUCH])
+    expected = {title: float(row @ query) for title, row in zip(HANDBUCH, passages, strict=True)}
+    for hit in hits:
+        assert hit["score"] == pytest.approx(expected[ids[hit["document_id"]]], abs=1e-4), hit
+
+
 async def test_native_chat_with_rag_cites_its_sources(
     client: httpx.AsyncClient, tenant_a: TenantFixture
 ) -> None:

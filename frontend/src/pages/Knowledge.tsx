@@ -2,11 +2,17 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import { api, get, upload } from "../api";
 import { ErrorMessage, PageTitle, Pager, bytes, useAction, useLoad, when, Table } from "../components/common";
-import type { Collection, DocumentInfo, Page, Upload } from "../types";
+import type { Collection, CollectionUpdated, DocumentInfo, EmbeddingModel, Page, Upload } from "../types";
 
 const PAGE = 50;
 const POLL_MS = 1500;
 const ACCEPT = ".pdf,.docx,.html,.htm,.md,.markdown,.txt,.csv,.json";
+// PostgreSQL's text search configurations, as the API accepts them (knowledge_bases.LANGUAGES).
+const LANGUAGES = [
+  "simple", "arabic", "danish", "dutch", "english", "finnish", "french", "german", "greek",
+  "hungarian", "indonesian", "irish", "italian", "lithuanian", "nepali", "norwegian",
+  "portuguese", "romanian", "russian", "spanish", "swedish", "tamil", "turkish",
+];
 
 function Collections({ selected, onSelect, version }: { selected: string; onSelect: (id: string) => void; version: number }) {
   // `version` changes after an upload, which may have created the 'default' knowledge base.
@@ -61,6 +67,96 @@ function Collections({ selected, onSelect, version }: { selected: string; onSele
           </button>
       </form>
     </section>
+  );
+}
+
+// How one knowledge base searches: its embedding model, language, hybrid weights and reranking.
+function KnowledgeBaseSettings({ id, onSaved }: { id: string; onSaved: () => void }) {
+  const base = useLoad(() => get<Collection>(`/api/v1/rag/collections/${id}`), [id]);
+  const models = useLoad(() => get<EmbeddingModel[]>("/api/v1/rag/embedding-models"), []);
+  const [model, setModel] = useState("");
+  const [language, setLanguage] = useState("");
+  const [rerank, setRerank] = useState(false);
+  const [own, setOwn] = useState(false);
+  const [vector, setVector] = useState("0.6");
+  const [keyword, setKeyword] = useState("0.4");
+  const [notice, setNotice] = useState("");
+  const action = useAction();
+  const loaded = base.data;
+  useEffect(() => {
+    if (!loaded) return;
+    setModel(loaded.embedding_model);
+    setLanguage(loaded.language);
+    setRerank(loaded.rerank);
+    setOwn(loaded.weights !== null);
+    if (loaded.weights) {
+      setVector(String(loaded.weights.vector));
+      setKeyword(String(loaded.weights.keyword));
+    }
+  }, [loaded]);
+  if (!loaded) return <ErrorMessage error={base.error} />;
+  const save = (event: FormEvent) => {
+    event.preventDefault();
+    const changes: Record<string, unknown> = { language, rerank, weights: own ? { vector: Number(vector), keyword: Number(keyword) } : null };
+    if (model !== loaded.embedding_model) {
+      if (!window.confirm(`Re-embed every document of ${loaded.name} with ${model}? Search uses the old vectors until each document is done.`)) return;
+      changes.embedding_model = model;
+    }
+    void action.run(async () => {
+      const saved = await api<CollectionUpdated>("PATCH", `/api/v1/rag/collections/${id}`, changes);
+      setNotice(saved.reembedding ? `Saved; re-embedding ${saved.reembedding} documents.` : "Saved.");
+      base.reload();
+      onSaved();
+    });
+  };
+  return (
+    <form className="grid-form settings-form" onSubmit={save} aria-label={`Settings of ${loaded.name}`}>
+      <h3>Settings of {loaded.name}</h3>
+      <label>
+        Embedding model
+        <select value={model} onChange={(e) => setModel(e.target.value)}>
+          {(models.data ?? [{ name: loaded.embedding_model, dimension: loaded.embedding_dim, max_tokens: 0, is_default: false }]).map((m) => (
+            <option key={m.name} value={m.name}>
+              {m.name} ({m.dimension} dimensions{m.is_default ? ", default" : ""})
+            </option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Language of keyword search
+        <select value={language} onChange={(e) => setLanguage(e.target.value)}>
+          {LANGUAGES.map((l) => (
+            <option key={l} value={l}>
+              {l === "simple" ? "simple (mixed content: no stemming)" : l}
+            </option>
+          ))}
+        </select>
+      </label>
+      <label className="inline">
+        <input type="checkbox" checked={rerank} onChange={(e) => setRerank(e.target.checked)} />
+        Rerank the best passages (needs the platform&apos;s reranker)
+      </label>
+      <fieldset>
+        <legend>Hybrid search weights</legend>
+        <label className="inline">
+          <input type="checkbox" checked={own} onChange={(e) => setOwn(e.target.checked)} />
+          Weights of its own (otherwise the platform&apos;s)
+        </label>
+        <label>
+          Vector
+          <input type="number" min={0} max={100} step="any" required disabled={!own} value={vector} onChange={(e) => setVector(e.target.value)} />
+        </label>
+        <label>
+          Keyword
+          <input type="number" min={0} max={100} step="any" required disabled={!own} value={keyword} onChange={(e) => setKeyword(e.target.value)} />
+        </label>
+      </fieldset>
+      <button type="submit" disabled={action.busy}>
+        Save settings
+      </button>
+      {notice && <p role="status">{notice}</p>}
+      <ErrorMessage error={action.error} />
+    </form>
   );
 }
 
@@ -151,6 +247,7 @@ export function Knowledge() {
       <Collections selected={collection} onSelect={(id) => { setCollection(id); setOffset(0); }} version={uploads} />
       <section aria-labelledby="docs-title">
         <h2 id="docs-title">Documents</h2>
+        {collection && <KnowledgeBaseSettings id={collection} onSaved={reload} />}
         <UploadForm collection={collection} onUploaded={() => { reload(); setUploads((n) => n + 1); }} />
         <ErrorMessage error={docs.error ?? action.error} />
         <Table caption="Documents" columns={["Title", "Type", "Size", "Status", "Passages", "Uploaded", "Actions"]} captionHidden>

@@ -177,7 +177,8 @@ class Ingestor:
         pieces = await anyio.to_thread.run_sync(
             lambda: chunk_document(
                 with_title(parsed, document.title),
-                embedder.count_tokens,
+                # What the model reads is the passage behind its prefix: chunks fit with it.
+                lambda text: embedder.count_tokens(embedder.passage_prefix + text),
                 max_tokens=max_tokens,
                 overlap_tokens=min(self.overlap_tokens, max_tokens // 2),
             )
@@ -246,7 +247,11 @@ class Ingestor:
                 raise LeaseLost
             batch = pieces[start : start + embedder.batch_size]
             async with self._embedding:
-                batches.append(await embedder.aembed([c.embedding_text for c in batch]))
+                batches.append(
+                    await embedder.aembed(
+                        [embedder.passage_prefix + c.embedding_text for c in batch]
+                    )
+                )
             lease.progress = min(0.99, (start + len(batch)) / len(pieces))
         return np.concatenate(batches).astype(np.float32, copy=False)
 

@@ -213,7 +213,8 @@ class Retriever:
         if query.mode is SearchMode.KEYWORD:
             return self.embedders.default_name, 0
         embedder = self.embedders.get(self.embedders.default_name)
-        return embedder.name, min(embedder.count_tokens(query.query), embedder.max_tokens)
+        tokens = embedder.count_tokens(embedder.query_prefix + query.query)
+        return embedder.name, min(tokens, embedder.max_tokens)
 
     async def search(
         self,
@@ -339,7 +340,8 @@ class Retriever:
         return [replace(hits[r.index], score=r.score, rerank_score=r.score) for r in order]
 
     async def _embed(self, model: str, text: str) -> Vector:
-        row: Vector = (await self.embedders.get(model).aembed([text]))[0]
+        embedder = self.embedders.get(model)
+        row: Vector = (await embedder.aembed([embedder.query_prefix + text]))[0]
         return row
 
     async def _search_group(

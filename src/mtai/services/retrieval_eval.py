@@ -88,6 +88,7 @@ async def evaluate(
     ingestor: Ingestor,
     retriever: Retriever,
     k: int = 10,
+    embedding_model: str | None = None,
     fusions: Sequence[Fusion] = (),
     variants: Mapping[str, Retriever] | None = None,
     progress: Progress = lambda _: None,
@@ -96,7 +97,8 @@ async def evaluate(
     `fusions`, computed from the vector and keyword lists those searches returned (the same
     lists hybrid search fuses), so that weights can be compared without searching again; then
     keyword and hybrid rows for each of `variants`, retrievers configured otherwise (the other
-    keyword ranking), labelled by their key."""
+    keyword ranking), labelled by their key. The knowledge base embeds with `embedding_model`
+    (None: the deployment's default)."""
     tenant, _ = await tenants.create(
         operator(), slug=f"eval-{secrets.token_hex(4)}", name="Retrieval evaluation"
     )
@@ -107,7 +109,7 @@ async def evaluate(
             principal,
             name="evaluation",
             description="",
-            embedding_model=None,
+            embedding_model=embedding_model,
             language=dataset.language,
         )
         ids = await _ingest(principal, dataset, documents, ingestor, str(base.id))

@@ -36,6 +36,10 @@ class Embedder(Protocol):
     dimension: int
     max_tokens: int  # longest input the model reads; chunks are sized to it
     batch_size: int  # texts per upstream call / per local batch
+    # Put before every query and every passage embedded for retrieval ("query: " and
+    # "passage: " for the E5 family); empty for a model trained without them.
+    query_prefix: str
+    passage_prefix: str
 
     async def aembed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """(len(texts), dimension) float32 L2-normalised rows, in the order of `texts`."""

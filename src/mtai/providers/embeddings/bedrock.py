@@ -49,6 +49,7 @@ class BedrockEmbedder:
     """
 
     max_tokens = 8192  # Titan V2's input limit
+    query_prefix = passage_prefix = ""  # Titan takes none
     # Texts a caller should hand over per `aembed`: enough to keep the 8 calls busy.
     batch_size = 32
 

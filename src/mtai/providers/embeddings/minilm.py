@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -42,31 +43,35 @@ _AS_COEFFS = tuple(
 _GELU_BLOCK = 1 << 18
 
 
+# A projection's weights: a float32 (in, out) array here; the ONNX graph also takes 4-bit blocks.
+M = TypeVar("M", covariant=True)
+
+
 @dataclass(frozen=True, slots=True)
-class _Layer:
+class _Layer(Generic[M]):
     """One encoder layer, weights transposed to (in, out) so every projection is `x @ w`."""
 
-    qkv_w: Array  # query, key and value fused into one matmul; query pre-scaled by 1/sqrt(d)
+    qkv_w: M  # query, key and value fused into one matmul; query pre-scaled by 1/sqrt(d)
     qkv_b: Array
-    out_w: Array
+    out_w: M
     out_b: Array
     attn_norm_w: Array
     attn_norm_b: Array
-    up_w: Array
+    up_w: M
     up_b: Array
-    down_w: Array
+    down_w: M
     down_b: Array
     ffn_norm_w: Array
     ffn_norm_b: Array
 
 
 @dataclass(frozen=True, slots=True)
-class _Weights:
-    word: Array
+class _Weights(Generic[M]):
+    word: npt.NDArray[np.float32] | npt.NDArray[np.float16]  # float16 only for the ONNX graph
     position: Array  # position embeddings with the token-type-0 row already added
     norm_w: Array
     norm_b: Array
-    layers: tuple[_Layer, ...]
+    layers: tuple[_Layer[M], ...]
     heads: int
     eps: np.float32
 
@@ -93,7 +98,7 @@ def _f32(array: npt.NDArray[np.generic]) -> Array:
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _load_weights(model_dir: Path, dimension: int) -> _Weights:
+def _load_weights(model_dir: Path, dimension: int) -> _Weights[Array]:
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     # Refuse a different checkpoint rather than return vectors of another model under this name.
     if config["hidden_size"] != dimension or config["hidden_act"] != "gelu":
@@ -190,7 +195,9 @@ def _gelu(x: Array) -> Array:
     return x
 
 
-def _encoder_layer(x: Array, layer: _Layer, bias: Array, heads: int, eps: np.float32) -> Array:
+def _encoder_layer(
+    x: Array, layer: _Layer[Array], bias: Array, heads: int, eps: np.float32
+) -> Array:
     """One BERT layer on (batch * seq, hidden) activations; `bias` masks padding keys."""
     batch, seq = bias.shape[0], bias.shape[3]
     hidden = x.shape[1]
@@ -220,13 +227,13 @@ def _encoder_layer(x: Array, layer: _Layer, bias: Array, heads: int, eps: np.flo
     return _layer_norm(down, layer.ffn_norm_w, layer.ffn_norm_b, eps)
 
 
-def _forward(weights: _Weights, ids: Ids, lengths: Ids) -> Array:
+def _forward(weights: _Weights[Array], ids: Ids, lengths: Ids) -> Array:
     """Embeddings of one padded batch: encoder, mean over real tokens, L2 normalisation."""
     batch, seq = ids.shape
     hidden = weights.word.shape[1]
     real = (np.arange(seq) < lengths[:, None]).astype(np.float32)  # (batch, seq)
     bias = ((1.0 - real) * _MASKED)[:, None, None, :]
-    embedded = weights.word[ids]
+    embedded = weights.word[ids].astype(np.float32, copy=False)
     embedded += weights.position[:seq]
     x = _layer_norm(
         embedded.reshape(batch * seq, hidden), weights.norm_w, weights.norm_b, weights.eps
@@ -259,6 +266,9 @@ class MiniLMEmbedder:
     name = "all-MiniLM-L6-v2"
     dimension = 384
     max_tokens = 256
+    # Put before queries and passages respectively; this model was trained without any.
+    query_prefix = ""
+    passage_prefix = ""
 
     def __init__(self, model_dir: Path | None = None, batch_size: int = 32) -> None:
         if batch_size < 1:
@@ -267,7 +277,7 @@ class MiniLMEmbedder:
         self.batch_size = batch_size
         self._lock = threading.Lock()
         self._tokenizers: _Tokenizers | None = None
-        self._weights: _Weights | None = None
+        self._weights: _Weights[Array] | None = None
 
     def _directory(self) -> Path:
         return self._model_dir if self._model_dir is not None else _default_model_dir()
@@ -277,15 +287,21 @@ class MiniLMEmbedder:
         if self._tokenizers is None:
             with self._lock:
                 if self._tokenizers is None:
-                    self._tokenizers = _load_tokenizers(self._directory(), self.max_tokens)
+                    self._tokenizers = self._read_tokenizers()
         return self._tokenizers
 
-    def _get_weights(self) -> _Weights:
+    def _get_weights(self) -> _Weights[Array]:
         if self._weights is None:
             with self._lock:
                 if self._weights is None:
-                    self._weights = _load_weights(self._directory(), self.dimension)
+                    self._weights = self._read_weights()
         return self._weights
+
+    def _read_tokenizers(self) -> _Tokenizers:
+        return _load_tokenizers(self._directory(), self.max_tokens)
+
+    def _read_weights(self) -> _Weights[Array]:
+        return _load_weights(self._directory(), self.dimension)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` with [CLS] and [SEP], before truncation to `max_tokens`."""

@@ -40,6 +40,7 @@ class OpenAIEmbedder:
 
     max_tokens = 8191  # OpenAI's per-input limit for its embedding models
     batch_size = 128
+    query_prefix = passage_prefix = ""  # OpenAI's models take none
 
     def __init__(
         self,

@@ -10,6 +10,10 @@ from mtai.providers.embeddings.base import Embedder
 from mtai.providers.embeddings.bedrock import BedrockEmbedder
 from mtai.providers.embeddings.minilm import MiniLMEmbedder
 from mtai.providers.embeddings.minilm_onnx import OnnxMiniLMEmbedder
+from mtai.providers.embeddings.multilingual_e5 import (
+    MultilingualE5Embedder,
+    multilingual_e5_installed,
+)
 from mtai.providers.embeddings.openai_compat import OpenAIEmbedder
 
 
@@ -17,6 +21,8 @@ def _factories(settings: Settings, local: Embedder | None) -> dict[str, Callable
     factories: dict[str, Callable[[], Embedder]] = {
         MiniLMEmbedder.name: (lambda: local) if local is not None else OnnxMiniLMEmbedder
     }
+    if multilingual_e5_installed():
+        factories[MultilingualE5Embedder.name] = MultilingualE5Embedder
     base_url = settings.embedding_openai_base_url
     if base_url:
         key = settings.embedding_openai_api_key
@@ -37,7 +43,8 @@ def _factories(settings: Settings, local: Embedder | None) -> dict[str, Callable
 class EmbedderRegistry:
     """Embedders built on first use and shared from then on; the registry closes them.
 
-    Built from `settings`: the local all-MiniLM-L6-v2 always (or `local`, an instance to share),
+    Built from `settings`: the local all-MiniLM-L6-v2 always (or `local`, an instance to share)
+    and the local multilingual-e5-small where its package is installed,
     "openai/<model>" when an OpenAI-compatible endpoint is configured, "bedrock/<model id>"
     when a Bedrock model is. `embedders` replaces all of that (tests); it is keyed by name.
     """

@@ -387,6 +387,16 @@ class Settings(BaseSettings):
     embedding_openai_dimension: int = Field(
         default=1536, ge=1, le=16000, description="Vector size that model returns."
     )
+    embedding_openai_query_prefix: str = Field(
+        default="",
+        max_length=100,
+        description="Put before each search query that model embeds (E5: 'query: ').",
+    )
+    embedding_openai_passage_prefix: str = Field(
+        default="",
+        max_length=100,
+        description="Put before each passage that model embeds (E5: 'passage: ').",
+    )
     embedding_bedrock_model: str | None = Field(
         default=None, description="Bedrock embedding model id, e.g. amazon.titan-embed-text-v2:0."
     )

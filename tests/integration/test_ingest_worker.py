@@ -536,6 +536,41 @@ async def test_changing_the_embedding_model_reembeds_the_collection(
         assert [h["vector_rank"] for h in hits] == list(range(1, len(hits) + 1)), hits
 
 
+async def test_an_openai_compatible_model_gets_its_query_and_passage_prefixes(
+    ingest_db: str, fake_upstream: FakeUpstream
+) -> None:
+    """An E5 model behind a compatible server reads passages and queries behind prefixes
+    (MTAI_EMBEDDING_OPENAI_*_PREFIX): what ingestion and search send upstream, and what the
+    stored vectors and the search's scores are of."""
+    model = f"e5-{secrets.token_hex(3)}"
+    settings = openai_settings(
+        ingest_db,
+        fake_upstream,
+        model,
+        embedding_model=f"openai/{model}",
+        embedding_openai_query_prefix="query: ",
+        embedding_openai_passage_prefix="passage: ",
+    )
+    async with serving(settings) as (runtime, client):
+        tenant = await make_tenant(client, runtime)
+        created = await upload_text(client, tenant.owner, GLACIERS, title="Glaciers")
+        done = await wait_done(client, tenant.owner, created["id"])
+        assert done["status"] == "ready", done
+        sent = [
+            text for r in fake_upstream.requests if r.model == model for text in r.json["input"]
+        ]
+        assert sent, "nothing was embedded upstream"
+        assert all(text.startswith("passage: Glaciers") for text in sent), sent
+        hits = await search(client, tenant, "moving ice", mode="vector")
+        assert hits, hits
+        queries = [r.json["input"] for r in fake_upstream.requests if r.model == model][-1]
+        assert queries == ["query: moving ice"], queries
+        asked = np.array(fake_upstream.embed("query: moving ice"), dtype=np.float64)
+        stored = np.array(fake_upstream.embed(sent[0]), dtype=np.float64)
+        cosine = float(asked @ stored / (np.linalg.norm(asked) * np.linalg.norm(stored)))
+        assert hits[0]["score"] == pytest.approx(cosine, abs=1e-5), (hits[0], cosine)
+
+
 # --------------------------------------------------------------------------- S3 storage
 
 

@@ -55,11 +55,17 @@ async def test_the_german_set_searched_in_german_beats_it_searched_in_english(
     runtime: Runtime,
 ) -> None:
     """The non-English set: its knowledge base in German (as dataset.json says) against the
-    same documents parsed as English, keyword search and hybrid."""
+    same documents parsed as English, keyword search and hybrid; and embedded by the
+    multilingual model instead of the English one (measured: vector 0.751 against 0.478,
+    hybrid 0.748 against 0.577)."""
     german = load_dataset(ROOT / "eval" / "datasets" / "man-pages-de")
     assert german.language == "german"
     scores = {}
-    for dataset in (german, replace(german, language="english")):
+    for label, dataset, model in (
+        ("german", german, None),
+        ("english", replace(german, language="english"), None),
+        ("multilingual", german, "multilingual-e5-small"),
+    ):
         found = await retrieval_eval.evaluate(
             dataset,
             tenants=runtime.tenants,
@@ -67,11 +73,14 @@ async def test_the_german_set_searched_in_german_beats_it_searched_in_english(
             documents=runtime.documents,
             ingestor=runtime.ingestor,
             retriever=runtime.retriever,
+            embedding_model=model,
         )
-        scores[dataset.language] = {s.mode: s.ndcg_at_10 for s in found}
+        scores[label] = {s.mode: s.ndcg_at_10 for s in found}
     print(scores)
     assert scores["german"]["keyword"] >= scores["english"]["keyword"] + 0.02, scores
     assert scores["german"]["hybrid"] > scores["english"]["hybrid"], scores
+    assert scores["multilingual"]["vector"] >= scores["german"]["vector"] + 0.15, scores
+    assert scores["multilingual"]["hybrid"] >= scores["german"]["hybrid"] + 0.1, scores
 
 
 def eval_cli(settings: Settings, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:

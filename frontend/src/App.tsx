@@ -14,7 +14,10 @@ import { Usage } from "./pages/Usage";
 import { Audit } from "./pages/Audit";
 import { PromptLogs } from "./pages/PromptLogs";
 import { Accept } from "./pages/Accept";
+import { Settings } from "./pages/Settings";
+import { SsoReturn } from "./pages/SsoReturn";
 import { PasswordDialog } from "./components/PasswordDialog";
+import { SsoLinkDialog } from "./components/SsoLinkDialog";
 import { useLoad } from "./components/common";
 import { get } from "./api";
 import type { MyInvitation } from "./types";
@@ -42,6 +45,7 @@ function routesFor(session: Session): Route[] {
         { path: "/usage", label: "Usage and cost", section: "Tenant admin", page: () => <Usage scope="tenant" /> },
         { path: "/audit", label: "Audit log", section: "Tenant admin", page: () => <Audit title="Audit log" /> },
         { path: "/prompt-logs", label: "Prompt logs", section: "Tenant admin", page: () => <PromptLogs /> },
+        { path: "/settings", label: "Settings", section: "Tenant admin", page: () => <Settings /> },
       );
     }
   }
@@ -97,6 +101,7 @@ function Shell({ session }: { session: Session }) {
   const path = usePath();
   const [menuOpen, setMenuOpen] = useState(false);
   const [passwordOpen, setPasswordOpen] = useState(false);
+  const [linkOpen, setLinkOpen] = useState(false);
   const routes = routesFor(session);
   const route = routes.find((r) => r.path === path);
   const { tenant, role } = tenantOf(session);
@@ -131,11 +136,17 @@ function Shell({ session }: { session: Session }) {
         <button type="button" onClick={() => setPasswordOpen(true)}>
           Password
         </button>
+        {session.user.tenant && !session.actingTenant && (
+          <button type="button" onClick={() => setLinkOpen(true)}>
+            Link SSO
+          </button>
+        )}
         <button type="button" onClick={() => endSession()}>
           Log out
         </button>
       </header>
       <PasswordDialog open={passwordOpen} onClose={() => setPasswordOpen(false)} />
+      {session.user.tenant && <SsoLinkDialog tenant={session.user.tenant} open={linkOpen} onClose={() => setLinkOpen(false)} />}
       <aside id="sidebar" className={menuOpen ? "open" : ""}>
         <Nav routes={routes} current={path} onNavigate={() => setMenuOpen(false)} />
       </aside>
@@ -151,5 +162,6 @@ export function App() {
   const session = useSession();
   const path = usePath();
   if (path === "/accept") return <Accept />;
+  if (path === "/sso") return <SsoReturn />;
   return session ? <Shell key={`${session.user.id}:${session.actingTenant?.id ?? ""}`} session={session} /> : <Login />;
 }

@@ -90,6 +90,23 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
 
 export const get = <T>(path: string) => api<T>("GET", path);
 
+/** A POST of the sign-in flows (login, invitations, single sign-on): its 401 is the answer to
+ * show, not the end of the session. */
+export async function authPost<T>(path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const init: RequestInit =
+    body === undefined
+      ? { method: "POST", headers }
+      : { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  let response: Response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new ApiError(0, "The server cannot be reached. Check that mtai is running.", "offline", null);
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return (await response.json()) as T;
+}
+
 /** Multipart upload with progress (fetch cannot report upload progress; XHR can). */
 export function upload<T>(path: string, form: FormData, onProgress: (fraction: number) => void): Promise<T> {
   return new Promise((resolve, reject) => {

@@ -1,6 +1,7 @@
 // The logged-in session: kept in sessionStorage (gone when the tab closes), observable by React.
 import { useSyncExternalStore } from "react";
-import type { Role, TenantRef, UserInfo } from "./types";
+import { navigate } from "./router";
+import type { LoginResponse, Role, TenantRef, UserInfo } from "./types";
 
 export interface Session {
   token: string;
@@ -35,9 +36,16 @@ function publish(next: Session | null): void {
 
 export const currentSession = (): Session | null => session;
 
-export function startSession(next: Session): void {
+/** The session a login answered (password, invitation or single sign-on), on the landing page. */
+export function signIn(result: LoginResponse): void {
   endReason = null;
-  publish(next);
+  publish({
+    token: result.access_token,
+    expiresAt: Date.now() + result.expires_in * 1000,
+    user: result.user,
+    actingTenant: null,
+  });
+  navigate(result.user.tenant ? "/chat" : "/tenants");
 }
 
 export function endSession(reason: string | null = null): void {

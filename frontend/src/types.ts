@@ -295,3 +295,31 @@ export interface PromptLog {
   response: string;
   created_at: string;
 }
+
+/** The tenant's identity provider (GET /api/v1/sso); the client secret is never sent back. */
+export interface SsoProvider {
+  issuer: string;
+  client_id: string;
+  has_client_secret: boolean;
+  scopes: string[];
+  allowed_domains: string[];
+  verified_domains: string[];
+  groups_claim: string | null;
+  group_roles: Record<string, Role>;
+  jit_provisioning: boolean;
+  enforce_sso: boolean;
+  enabled: boolean;
+  has_scim_token: boolean;
+  redirect_uri: string;
+  scim_base_url: string;
+  updated_at: string;
+}
+
+export interface ScimToken {
+  token: string;
+  scim_base_url: string;
+}
+
+export interface SsoLinkStarted {
+  authorization_url: string;
+}

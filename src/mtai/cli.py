@@ -1,4 +1,4 @@
-"""The `mtai` command: serve, migrate, tenant/user/key administration, doctor."""
+"""The `mtai` command: serve, migrate, tenant/user/key/SSO administration, doctor."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import typer
 from mtai.config import Settings, get_settings
 from mtai.db import embedded
 from mtai.db.migrate import ensure_logins, upgrade
+from mtai.db.models import SsoProvider
 from mtai.errors import AppError, ConfigurationError
 from mtai.logging import configure_logging
 from mtai.providers.llm.capabilities import matrix
@@ -27,6 +28,7 @@ from mtai.services.invitations import Issued
 from mtai.services.principal import ALL_SCOPES, Role, Scope, operator
 from mtai.services.rank_fusion import parse_fusion
 from mtai.services.retrieval import Bm25, Retriever
+from mtai.services.sso_settings import DEFAULT_SCOPES, ProviderInput
 from mtai.services.tenant_archive import ArchiveReport, TenantArchive, signing_key
 
 app = typer.Typer(
@@ -36,10 +38,12 @@ tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 eval_app = typer.Typer(help="Measure quality.", no_args_is_help=True)
+sso_app = typer.Typer(help="Single sign-on and SCIM of a tenant.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(user_app, name="user")
 app.add_typer(key_app, name="key")
 app.add_typer(eval_app, name="eval")
+app.add_typer(sso_app, name="sso")
 
 T = TypeVar("T")
 OPERATOR = operator()
@@ -617,5 +621,137 @@ def key_revoke(
             raise AppError(f"'{key_id}' is not a key id (a UUID).") from exc
         await rt.keys.revoke(acting, parsed)
         typer.echo(f"key {key_id} revoked")
+
+    _operate(work)
+
+
+TenantOption = Annotated[str, typer.Option(help="Tenant id or slug.")]
+
+
+def _print_provider(provider: SsoProvider) -> None:
+    typer.echo(f"issuer:            {provider.issuer}")
+    typer.echo(f"client id:         {provider.client_id}")
+    typer.echo(f"client secret:     {'set' if provider.client_secret_encrypted else 'none'}")
+    typer.echo(f"scopes:            {' '.join(provider.scopes)}")
+    typer.echo(f"allowed domains:   {', '.join(provider.allowed_domains) or '(any)'}")
+    typer.echo(f"verified domains:  {', '.join(provider.verified_domains) or '(none)'}")
+    typer.echo(f"groups claim:      {provider.groups_claim or '(none)'}")
+    for group, role in sorted(provider.group_roles.items()):
+        typer.echo(f"  group {group!r} -> {role}")
+    typer.echo(f"just-in-time:      {'on' if provider.jit_provisioning else 'off'}")
+    typer.echo(f"enforce SSO:       {'on' if provider.enforce_sso else 'off'}")
+    typer.echo(f"enabled:           {'yes' if provider.enabled else 'no'}")
+    typer.echo(f"SCIM token:        {'set' if provider.scim_token_hash else 'none'}")
+
+
+@sso_app.command("show")
+def sso_show(tenant: TenantOption) -> None:
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        _print_provider(await rt.sso_settings.get(operator(found.id)))
+
+    _operate(work)
+
+
+@sso_app.command("configure")
+def sso_configure(
+    tenant: TenantOption,
+    issuer: Annotated[str, typer.Option(help="The provider's issuer URL (https).")],
+    client_id: Annotated[str, typer.Option(help="The client (application) id.")],
+    client_secret_stdin: Annotated[
+        bool,
+        typer.Option(help="Read the client secret from standard input (never from argv)."),
+    ] = False,
+    scope: Annotated[list[str] | None, typer.Option(help="Repeat for several.")] = None,
+    domain: Annotated[list[str] | None, typer.Option(help="Allowed email domain; repeat.")] = None,
+    groups_claim: Annotated[str | None, typer.Option(help="ID token claim of groups.")] = None,
+    group_role: Annotated[
+        list[str] | None, typer.Option(help="GROUP=ROLE (owner, admin, member); repeat.")
+    ] = None,
+    jit: Annotated[bool, typer.Option(help="Just-in-time provisioning.")] = False,
+    enforce: Annotated[bool, typer.Option(help="Members must use SSO.")] = False,
+    enabled: Annotated[bool, typer.Option(help="Offer sign-in through it.")] = True,
+) -> None:
+    """Register or replace the tenant's OpenID Connect provider (its discovery is checked)."""
+    secret = sys.stdin.readline().strip() if client_secret_stdin else None
+    mapping: dict[str, str] = {}
+    for pair in group_role or []:
+        group, sep, role = pair.rpartition("=")
+        if not sep or not group:
+            raise _fail(f"--group-role takes GROUP=ROLE, not {pair!r}")
+        mapping[group] = role
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        provider = await rt.sso_settings.configure(
+            operator(found.id),
+            ProviderInput(
+                issuer=issuer,
+                client_id=client_id,
+                client_secret=secret,
+                scopes=scope or list(DEFAULT_SCOPES),
+                allowed_domains=domain or [],
+                groups_claim=groups_claim,
+                group_roles=mapping,
+                jit_provisioning=jit,
+                enforce_sso=enforce,
+                enabled=enabled,
+            ),
+        )
+        _print_provider(provider)
+
+    _operate(work)
+
+
+@sso_app.command("enforce")
+def sso_enforce(
+    tenant: TenantOption,
+    on: Annotated[bool, typer.Option("--on/--off", help="Require SSO for members.")],
+) -> None:
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        await rt.sso_settings.set_enforced(operator(found.id), on)
+        typer.echo(f"SSO {'enforced' if on else 'optional'} for {found.slug}")
+
+    _operate(work)
+
+
+@sso_app.command("verify-domain")
+def sso_verify_domain(
+    tenant: TenantOption,
+    domain: Annotated[str, typer.Argument(help="An allowed domain the tenant owns.")],
+    unverify: Annotated[bool, typer.Option(help="Withdraw the verification.")] = False,
+) -> None:
+    """Vouch that the tenant owns a domain: sign-in by email and JIT provisioning use it."""
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        provider = await rt.sso_settings.set_domain_verified(
+            operator(found.id), domain, verified=not unverify
+        )
+        typer.echo(f"verified domains of {found.slug}: {', '.join(provider.verified_domains)}")
+
+    _operate(work)
+
+
+@sso_app.command("scim-token")
+def sso_scim_token(tenant: TenantOption) -> None:
+    """A new SCIM bearer token (the previous one stops working); shown once."""
+
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        token = await rt.sso_settings.issue_scim_token(operator(found.id))
+        typer.echo(f"SCIM token for {found.slug} (base URL <public URL>/scim/v2); shown once:")
+        typer.echo(token)
+
+    _operate(work)
+
+
+@sso_app.command("remove")
+def sso_remove(tenant: TenantOption) -> None:
+    async def work(rt: Runtime) -> None:
+        found = await rt.tenants.resolve(tenant)
+        await rt.sso_settings.remove(operator(found.id))
+        typer.echo(f"identity provider of {found.slug} removed")
 
     _operate(work)

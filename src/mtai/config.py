@@ -156,6 +156,22 @@ class Settings(BaseSettings):
         description="Return an invitation's token to the inviting admin. With SMTP configured, "
         "false delivers it only by mail (the mailbox proves the person).",
     )
+    sso_flow_seconds: int = Field(
+        default=600,
+        ge=60,
+        le=3600,
+        description="How long a single sign-on may take at the identity provider.",
+    )
+    sso_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="Timeout of each call to an identity provider."
+    )
+    sso_jwks_refresh_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Least time between two fetches of a provider's keys when an ID token names "
+        "a key not cached (the provider rotated its keys).",
+    )
     smtp_host: str | None = Field(
         default=None, description="SMTP server that mails invitations; unset: no mail is sent."
     )

@@ -24,6 +24,7 @@ from mtai.providers.limits.redis_store import RedisLimitStore
 from mtai.providers.limits.redis_store import connect as connect_redis
 from mtai.providers.llm.registry import ProviderRegistry
 from mtai.providers.mail import SmtpMailer
+from mtai.providers.oidc import OidcClient
 from mtai.providers.queue.ingest_queue import IngestQueue
 from mtai.providers.rerank.registry import reranker_from
 from mtai.providers.storage.base import ObjectStore
@@ -51,6 +52,9 @@ from mtai.services.metering import Meter
 from mtai.services.metrics import Metrics
 from mtai.services.reranking import RerankService
 from mtai.services.retrieval import Bm25, Retriever
+from mtai.services.scim import ScimService
+from mtai.services.sso import SsoService
+from mtai.services.sso_settings import SsoSettings
 from mtai.services.tenants import TenantService
 from mtai.services.usage import UsageLedger
 from mtai.services.usage_reports import UsageReports
@@ -68,6 +72,9 @@ class Runtime:
     tenants: TenantService
     users: UserService
     invitations: InvitationService
+    scim: ScimService
+    sso: SsoService
+    sso_settings: SsoSettings
     login_throttle: LoginThrottle
     keys: ApiKeyService
     last_used: LastUsedRecorder
@@ -236,10 +243,11 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         last_used=last_used,
     )
     egress = EgressPolicy.from_settings(settings)
+    box = SecretBox(resolved.encryption_key)
     catalog = Catalog(
         db,
         cache,
-        SecretBox(resolved.encryption_key),
+        box,
         default_model=settings.default_model,
         egress=egress,
     )
@@ -314,6 +322,12 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         retriever=retriever,
         source_tokens=settings.chunk_tokens,
     )
+    oidc = OidcClient(
+        egress,
+        timeout_seconds=settings.sso_timeout_seconds,
+        jwks_refresh_seconds=settings.sso_jwks_refresh_seconds,
+    )
+    users = UserService(db, cache)
     invitations = InvitationService(
         db,
         cache,
@@ -328,8 +342,11 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         cache=cache,
         auth=auth,
         tenants=TenantService(db, cache, store, invitations),
-        users=UserService(db, cache),
+        users=users,
         invitations=invitations,
+        scim=ScimService(db, cache, users),
+        sso=SsoService(db, cache, box, oidc, flow_seconds=settings.sso_flow_seconds),
+        sso_settings=SsoSettings(db, cache, box, oidc),
         login_throttle=LoginThrottle(
             RedisBackoffStore(redis) if redis is not None else None,
             BackoffPolicy(

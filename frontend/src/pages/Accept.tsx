@@ -1,38 +1,22 @@
 // Accepting an invitation (/ui/accept#token=...): a new person chooses a password, someone with an
 // account logs in and accepts. The token stays in the URL fragment, which browsers never send.
 import { useEffect, useState, type FormEvent } from "react";
-import { ApiError, errorFrom } from "../api";
+import { authPost } from "../api";
 import { ErrorMessage, when } from "../components/common";
 import { navigate } from "../router";
-import { currentSession, startSession } from "../session";
+import { currentSession, signIn } from "../session";
 import type { InvitationLookup, LoginResponse } from "../types";
 
 function tokenFromUrl(): string {
   return new URLSearchParams(window.location.hash.replace(/^#/, "")).get("token") ?? "";
 }
 
-async function post<T>(path: string, body: unknown, bearer?: string): Promise<T> {
-  const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (bearer) headers.Authorization = `Bearer ${bearer}`;
-  let response: Response;
-  try {
-    response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
-  } catch {
-    throw new ApiError(0, "The server cannot be reached. Check that mtai is running.", "offline", null);
-  }
-  if (!response.ok) throw await errorFrom(response);
-  return (await response.json()) as T;
-}
+const post = <T,>(path: string, body: unknown, bearer?: string): Promise<T> =>
+  authPost<T>(path, body, bearer ? { Authorization: `Bearer ${bearer}` } : {});
 
 function begin(result: LoginResponse): void {
   window.history.replaceState(null, "", "/ui/");
-  startSession({
-    token: result.access_token,
-    expiresAt: Date.now() + result.expires_in * 1000,
-    user: result.user,
-    actingTenant: null,
-  });
-  navigate(result.user.tenant ? "/chat" : "/tenants");
+  signIn(result);
 }
 
 export function Accept() {

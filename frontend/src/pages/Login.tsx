@@ -1,26 +1,24 @@
-// Email and password; a user of several tenants then chooses the one to work in.
+// Email and password, or single sign-on; a user of several tenants then chooses the one to work in.
 import { useState, type FormEvent } from "react";
-import { ApiError, errorFrom } from "../api";
+import { ApiError, authPost } from "../api";
 import { ErrorMessage } from "../components/common";
-import { navigate } from "../router";
-import { startSession, takeEndReason } from "../session";
+import { signIn, takeEndReason } from "../session";
 import type { LoginResponse, TenantRef } from "../types";
 
 // The choice a platform administrator has besides their tenants: the platform as a whole.
 const PLATFORM = "platform";
 
-async function login(email: string, password: string, choice: string | null): Promise<LoginResponse> {
-  const headers: Record<string, string> = { "Content-Type": "application/json" };
-  if (choice && choice !== PLATFORM) headers["X-Tenant-ID"] = choice;
-  const platform = choice === PLATFORM;
-  let response: Response;
-  try {
-    response = await fetch("/api/v1/auth/login", { method: "POST", headers, body: JSON.stringify({ email, password, platform }) });
-  } catch {
-    throw new ApiError(0, "The server cannot be reached. Check that mtai is running.", "offline", null);
-  }
-  if (!response.ok) throw await errorFrom(response);
-  return (await response.json()) as LoginResponse;
+function login(email: string, password: string, choice: string | null): Promise<LoginResponse> {
+  const headers: Record<string, string> = choice && choice !== PLATFORM ? { "X-Tenant-ID": choice } : {};
+  return authPost<LoginResponse>("/api/v1/auth/login", { email, password, platform: choice === PLATFORM }, headers);
+}
+
+/** Single sign-on is a navigation, not a fetch: the server sets a cookie and redirects to the
+ * organisation's identity provider, named by its slug or by the domain of a work email. */
+function startSso(organisationOrEmail: string): void {
+  const value = organisationOrEmail.trim();
+  const query = new URLSearchParams(value.includes("@") ? { email: value } : { tenant: value });
+  window.location.assign(`/api/v1/auth/sso/start?${query.toString()}`);
 }
 
 export function Login() {
@@ -34,16 +32,8 @@ export function Login() {
   });
   const [busy, setBusy] = useState(false);
   const [isAdmin, setIsAdmin] = useState(false);
-
-  const finish = (result: LoginResponse) => {
-    startSession({
-      token: result.access_token,
-      expiresAt: Date.now() + result.expires_in * 1000,
-      user: result.user,
-      actingTenant: null,
-    });
-    navigate(result.user.tenant ? "/chat" : "/tenants");
-  };
+  // Null: the password form; a string: the single sign-on form, with what the person typed.
+  const [sso, setSso] = useState<string | null>(null);
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -57,14 +47,41 @@ export function Login() {
         setChoices(tenants);
         setChosen(admin ? PLATFORM : result.user.tenant?.id ?? tenants[0].id);
       } else {
-        finish(result);
+        signIn(result);
       }
     } catch (err) {
       setError(err);
+      if (err instanceof ApiError && err.code === "sso_required") {
+        setSso(choices?.find((t) => t.id === chosen)?.slug ?? email);
+      }
     } finally {
       setBusy(false);
     }
   };
+
+  if (sso !== null) {
+    return (
+      <main className="login" id="main">
+        <form onSubmit={(e) => { e.preventDefault(); startSso(sso); }} aria-labelledby="sso-title">
+          <h1 id="sso-title">Sign in with SSO</h1>
+          <ErrorMessage error={error} />
+          <label>
+            Organisation or work email
+            <input required autoFocus autoComplete="username" aria-describedby="sso-hint" value={sso} onChange={(e) => setSso(e.target.value)} />
+          </label>
+          <p id="sso-hint" className="muted small note">
+            Your organisation&apos;s short name (its slug; your administrator knows it), or your work email address.
+          </p>
+          <button type="submit" className="primary">
+            Continue with SSO
+          </button>
+          <button type="button" onClick={() => { setSso(null); setError(null); }}>
+            Log in with a password
+          </button>
+        </form>
+      </main>
+    );
+  }
 
   return (
     <main className="login" id="main">
@@ -98,6 +115,9 @@ export function Login() {
         )}
         <button type="submit" className="primary" disabled={busy}>
           {choices ? "Continue" : "Log in"}
+        </button>
+        <button type="button" onClick={() => { setSso(""); setError(null); }}>
+          Sign in with SSO
         </button>
       </form>
     </main>

@@ -52,6 +52,21 @@ _ANTHROPIC_TYPES = {
 }
 
 
+SCIM_ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
+
+
+def is_scim_path(path: str) -> bool:
+    return path.startswith("/scim/")
+
+
+def scim_error_body(status: int, detail: str, scim_type: str | None = None) -> dict[str, Any]:
+    """RFC 7644 §3.12's error shape, which identity providers' SCIM clients read."""
+    body: dict[str, Any] = {"schemas": [SCIM_ERROR_SCHEMA], "status": str(status), "detail": detail}
+    if scim_type:
+        body["scimType"] = scim_type
+    return body
+
+
 def is_openai_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
@@ -74,6 +89,9 @@ def error_body(
     status: int, detail: str, code: str | None = None, *, path: str = "", **extra: Any
 ) -> dict[str, Any]:
     code = code or _STATUS_CODES.get(status, "error")
+    if is_scim_path(path):
+        # What fails before the SCIM router answers (unknown path, method, body size).
+        return scim_error_body(status, detail)
     if is_anthropic_path(path):
         return anthropic_error_body(status, detail)
     if is_openai_path(path):
@@ -95,8 +113,8 @@ def error_response(
     **extra: Any,
 ) -> JSONResponse:
     path = request.url.path
-    if status == 422 and is_openai_path(path):
-        status = 400  # OpenAI and Anthropic answer invalid requests with 400; SDKs expect that
+    if status == 422 and (is_openai_path(path) or is_scim_path(path)):
+        status = 400  # OpenAI, Anthropic and SCIM answer invalid requests with 400
     if is_anthropic_path(path) and (request_id := request_id_var.get()):
         headers = {**(headers or {}), "request-id": request_id}  # where Anthropic's SDK looks
     body = error_body(status, detail, code, path=path, **extra)

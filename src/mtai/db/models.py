@@ -367,3 +367,93 @@ class StoredResponse(Base):
     output: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     body: Mapped[dict[str, Any]] = mapped_column(JSONB)
     created_at: Mapped[datetime] = _now()
+
+
+class SsoProvider(Base):
+    """A tenant's OpenID Connect provider and SCIM token (migration 0018)."""
+
+    __tablename__ = "sso_providers"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(Text)
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    allowed_domains: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    verified_domains: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    groups_claim: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    group_roles: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    jit_provisioning: Mapped[bool] = mapped_column(Boolean, default=False)
+    enforce_sso: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    scim_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class SsoIdentity(Base):
+    """A subject at a tenant's provider, bound to an mtai identity (migration 0018)."""
+
+    __tablename__ = "sso_identities"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(Text, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = _now()
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ScimUser(Base):
+    """A user the tenant's identity provider pushed over SCIM (migration 0018)."""
+
+    __tablename__ = "scim_users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    user_name: Mapped[str] = mapped_column(String(320))
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    resource: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    suspended_role: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ScimGroup(Base):
+    __tablename__ = "scim_groups"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    display_name: Mapped[str] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ScimGroupMember(Base):
+    __tablename__ = "scim_group_members"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scim_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    scim_user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("scim_users.id", ondelete="CASCADE"), primary_key=True
+    )

@@ -15,6 +15,7 @@ from mtai.db.engine import Database
 from mtai.db.models import Tenant, User
 from mtai.db.repositories import api_keys as keys_repo
 from mtai.db.repositories import memberships as memberships_repo
+from mtai.db.repositories import sso as sso_repo
 from mtai.db.repositories import tenants as tenants_repo
 from mtai.db.repositories import users as users_repo
 from mtai.errors import Forbidden, InvalidInput, NotFound, Unauthorized
@@ -32,6 +33,7 @@ class TenantState:
     slug: str
     active: bool
     settings: dict[str, Any]
+    sso_enforced: bool = False  # members sign in through the tenant's identity provider
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ def user_cache_key(user_id: uuid.UUID) -> str:
 
 
 SUSPENDED = "This tenant is suspended; ask your platform administrator to reactivate it."
+SSO_REQUIRED = (
+    "This organisation requires single sign-on: use 'Sign in with SSO' "
+    "(GET /api/v1/auth/sso/start?tenant=<slug>)."
+)
 
 
 class LastUsedRecorder:
@@ -139,8 +145,11 @@ class Authenticator:
         since = self.cache.stamp()
         async with self.db.platform() as session:
             tenant = await tenants_repo.get(session, tenant_id)
+            enforced = tenant is not None and await sso_repo.enforced(session, tenant.id)
         state = (
-            TenantState(tenant.id, tenant.slug, tenant.status == "active", dict(tenant.settings))
+            TenantState(
+                tenant.id, tenant.slug, tenant.status == "active", dict(tenant.settings), enforced
+            )
             if tenant
             else None
         )
@@ -304,6 +313,9 @@ class Authenticator:
         role = await self._role(tenant.id, user.id)
         if role is None:
             raise Forbidden("You are no longer a member of this tenant.", code="not_a_member")
+        if tenant.sso_enforced and claims.method != tokens.SSO and role is not Role.OWNER:
+            # Enforcement turned on ends the password sessions of everyone but the owners.
+            raise Unauthorized(SSO_REQUIRED, code="sso_required")
         return Principal(
             tenant_id=tenant.id,
             user_id=user.id,
@@ -317,22 +329,43 @@ class Authenticator:
     async def login(
         self, email: str, password: str, tenant_header: str | None, *, platform: bool = False
     ) -> LoginResult:
+        user = await self.check_password(email, password)
+        return await self._start(user, tenant_header, platform=platform)
+
+    async def check_password(self, email: str, password: str) -> User:
+        """The identity whose password this is (callers throttle guesses, api/routers/auth.py)."""
         async with self.db.platform() as session:
             user = await users_repo.get_by_email(session, email.strip().lower())
         ok = await passwords.verify_password(user.password_hash if user else None, password)
         if user is None or not ok:
             raise Unauthorized("Email or password is wrong.", code="invalid_credentials")
-        return await self._start(user, tenant_header, platform=platform)
+        if not user.is_active:
+            raise Forbidden(
+                "This account is disabled; ask an administrator.", code="account_disabled"
+            )
+        return user
 
-    async def start_session(self, user_id: uuid.UUID, tenant_id: uuid.UUID | None) -> LoginResult:
-        """A login for a person who proved who they are otherwise (accepting an invitation)."""
+    async def start_session(
+        self, user_id: uuid.UUID, tenant_id: uuid.UUID | None, *, method: str = tokens.PASSWORD
+    ) -> LoginResult:
+        """A login for a person who proved who they are otherwise (accepting an invitation with
+        a password, or signing in through the tenant's identity provider: `method`)."""
         async with self.db.platform() as session:
             user = await users_repo.get(session, user_id)
         if user is None:
             raise Unauthorized("This account no longer exists.", code="invalid_token")
-        return await self._start(user, str(tenant_id) if tenant_id else None, platform=False)
+        return await self._start(
+            user, str(tenant_id) if tenant_id else None, platform=False, method=method
+        )
 
-    async def _start(self, user: User, tenant_header: str | None, *, platform: bool) -> LoginResult:
+    async def _start(
+        self,
+        user: User,
+        tenant_header: str | None,
+        *,
+        platform: bool,
+        method: str = tokens.PASSWORD,
+    ) -> LoginResult:
         if not user.is_active:
             raise Forbidden(
                 "This account is disabled; ask an administrator.", code="account_disabled"
@@ -346,14 +379,34 @@ class Authenticator:
             tenant, role = await self._pick_tenant(user, tenants, tenant_header)
         if tenant is not None and tenant.status != "active":
             raise Forbidden(SUSPENDED, code="tenant_suspended")
+        break_glass = False
+        if tenant is not None and method != tokens.SSO:
+            state = await self._tenant(tenant.id)
+            if state is not None and state.sso_enforced:
+                # Owners keep a password as the way in when the identity provider fails.
+                if role is not Role.OWNER:
+                    raise Forbidden(SSO_REQUIRED, code="sso_required")
+                break_glass = True
         token = tokens.issue(
             self.jwt_secret,
             user_id=user.id,
             tenant_id=tenant.id if tenant else None,
             ttl_seconds=self.jwt_ttl_seconds,
             version=user.token_version,
+            method=method,
         )
         async with self.db.platform() as session:
+            if break_glass:
+                assert tenant is not None
+                await audit.record(
+                    session,
+                    Principal(tenant_id=tenant.id, user_id=user.id),
+                    "auth.break_glass",
+                    tenant_id=tenant.id,
+                    target_type="user",
+                    target_id=user.id,
+                    details={"reason": "password sign-in while the tenant enforces SSO"},
+                )
             await audit.record(
                 session,
                 Principal(tenant_id=tenant.id if tenant else None, user_id=user.id),
@@ -361,6 +414,7 @@ class Authenticator:
                 tenant_id=tenant.id if tenant else None,
                 target_type="user",
                 target_id=user.id,
+                details={"method": method},
             )
         return LoginResult(token, self.jwt_ttl_seconds, user, tenant, role, tenants)
 

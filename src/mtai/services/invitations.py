@@ -23,6 +23,7 @@ from mtai.db.engine import Database
 from mtai.db.models import Invitation, Tenant
 from mtai.db.repositories import invitations as invitations_repo
 from mtai.db.repositories import memberships as memberships_repo
+from mtai.db.repositories import sso as sso_repo
 from mtai.db.repositories import tenants as tenants_repo
 from mtai.db.repositories import users as users_repo
 from mtai.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
@@ -361,8 +362,12 @@ class InvitationService:
             invitation = await self._usable(session, token)
             user = await users_repo.get_by_email(session, invitation.email)
             # An identity without a password (made by `mtai tenant import`) activates like a
-            # new one: no one could log in as it, so the token holder chooses its password.
-            if user is None or user.password_hash is None:
+            # new one: no one could log in as it, so the token holder chooses its password. One
+            # that a tenant's identity provider vouches for is that provider's to sign in: a
+            # token holder choosing its password would take over its memberships.
+            if user is None or (
+                user.password_hash is None and not await sso_repo.is_bound(session, user.id)
+            ):
                 if not password:
                     raise InvalidInput(
                         "Choose a password (12 or more characters) to activate your account.",

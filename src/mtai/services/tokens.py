@@ -12,6 +12,8 @@ from mtai.errors import Unauthorized
 
 ISSUER = "mtai"
 ALGORITHM = "HS256"
+PASSWORD = "password"  # noqa: S105 - a sign-in method, not a secret
+SSO = "sso"
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class TokenClaims:
     tenant_id: uuid.UUID | None
     expires_at: int
     version: int  # the user's token_version when issued; an older one is revoked
+    method: str = PASSWORD  # how the person signed in: a tenant enforcing SSO refuses passwords
 
 
 def issue(
@@ -29,6 +32,7 @@ def issue(
     tenant_id: uuid.UUID | None,
     ttl_seconds: int,
     version: int,
+    method: str = PASSWORD,
 ) -> str:
     now = int(time.time())
     claims = {
@@ -39,6 +43,7 @@ def issue(
         "exp": now + ttl_seconds,
         "jti": uuid.uuid4().hex,
         "ver": version,
+        "mth": method,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
@@ -63,6 +68,7 @@ def decode(secret: str, token: str) -> TokenClaims:
             tenant_id=uuid.UUID(tenant) if tenant else None,
             expires_at=int(claims["exp"]),
             version=int(claims["ver"]),
+            method=SSO if claims.get("mth") == SSO else PASSWORD,
         )
     except (ValueError, TypeError) as exc:
         raise Unauthorized("Access token is invalid; log in again.", code="invalid_token") from exc

@@ -249,33 +249,7 @@ class UserService:
                 details={"keep_keys": keep_keys},
             )
             if not keep_keys:
-                now = datetime.now(UTC)
-                for key in await keys_repo.active_created_by(session, tenant_id, user_id):
-                    await keys_repo.set_revoked(session, key, now)
-                    await audit.record(
-                        session,
-                        actor,
-                        "api_key.revoke",
-                        tenant_id=tenant_id,
-                        target_type="api_key",
-                        target_id=key.id,
-                        details={"reason": "creator_removed", "creator": str(user_id)},
-                    )
-                    revoked.append(key_cache_key(key.prefix))
-                # A pending invitation they issued is a way back in for its token's holder.
-                for invitation in await invitations_repo.pending_invited_by(
-                    session, tenant_id, user_id, now
-                ):
-                    await invitations_repo.update(session, invitation, revoked_at=now)
-                    await audit.record(
-                        session,
-                        actor,
-                        "invitation.revoke",
-                        tenant_id=tenant_id,
-                        target_type="invitation",
-                        target_id=invitation.id,
-                        details={"email": invitation.email, "reason": "creator_removed"},
-                    )
+                revoked = await revoke_access(session, actor, tenant_id, user_id, "creator_removed")
             await invalidate(session, self.cache, member_cache_key(tenant_id, user_id), *revoked)
         async with self.db.platform() as session:
             if not await memberships_repo.for_user(session, user_id):
@@ -284,7 +258,75 @@ class UserService:
                     await users_repo.bump_token_version(session, user)
                     await invalidate(session, self.cache, user_cache_key(user_id))
 
+    async def deprovision(
+        self, actor: Principal | None, tenant_id: uuid.UUID, user_id: uuid.UUID, *, reason: str
+    ) -> Role | None:
+        """The tenant's identity provider removed the person: the membership, the API keys they
+        made here, the invitations they issued and every session end at once. No owner check:
+        the provider is the authority (a platform administrator can restore an owner).
+        Returns the role they had, None if they were not a member."""
+        async with self.db.tenant(tenant_id) as session:
+            membership = await memberships_repo.get(session, tenant_id, user_id)
+            if membership is None:
+                return None
+            role = Role(membership.role)
+            await memberships_repo.remove(session, tenant_id, user_id)
+            await audit.record(
+                session,
+                actor,
+                "user.deprovision",
+                tenant_id=tenant_id,
+                target_type="user",
+                target_id=user_id,
+                details={"reason": reason, "role": role},
+            )
+            revoked = await revoke_access(session, actor, tenant_id, user_id, reason)
+            await invalidate(session, self.cache, member_cache_key(tenant_id, user_id), *revoked)
+        async with self.db.platform() as session:
+            user = await users_repo.get(session, user_id)
+            if user is not None:
+                await users_repo.bump_token_version(session, user)
+                await invalidate(session, self.cache, user_cache_key(user_id))
+        return role
+
     @staticmethod
     async def _keep_an_owner(session: AsyncSession, tenant_id: uuid.UUID) -> None:
         if await memberships_repo.count_role(session, tenant_id, Role.OWNER) <= 1:
             raise Conflict("A tenant must keep at least one owner; make someone else owner first.")
+
+
+async def revoke_access(
+    session: AsyncSession,
+    actor: Principal | None,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID,
+    reason: str,
+) -> list[str]:
+    """Revoke the API keys a departing member made in the tenant and the invitations they
+    issued (a way back in for the token's holder); the cache keys to invalidate."""
+    now = datetime.now(UTC)
+    revoked: list[str] = []
+    for key in await keys_repo.active_created_by(session, tenant_id, user_id):
+        await keys_repo.set_revoked(session, key, now)
+        await audit.record(
+            session,
+            actor,
+            "api_key.revoke",
+            tenant_id=tenant_id,
+            target_type="api_key",
+            target_id=key.id,
+            details={"reason": reason, "creator": str(user_id)},
+        )
+        revoked.append(key_cache_key(key.prefix))
+    for invitation in await invitations_repo.pending_invited_by(session, tenant_id, user_id, now):
+        await invitations_repo.update(session, invitation, revoked_at=now)
+        await audit.record(
+            session,
+            actor,
+            "invitation.revoke",
+            tenant_id=tenant_id,
+            target_type="invitation",
+            target_id=invitation.id,
+            details={"email": invitation.email, "reason": reason},
+        )
+    return revoked

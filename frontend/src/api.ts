@@ -6,12 +6,15 @@ export class ApiError extends Error {
   readonly status: number;
   readonly code: string;
   readonly requestId: string | null;
+  /** The error body's other fields (e.g. `tenant` of sso_required). */
+  readonly fields: Record<string, unknown>;
 
-  constructor(status: number, detail: string, code: string, requestId: string | null) {
+  constructor(status: number, detail: string, code: string, requestId: string | null, fields: Record<string, unknown> = {}) {
     super(detail);
     this.status = status;
     this.code = code;
     this.requestId = requestId;
+    this.fields = fields;
   }
 }
 
@@ -41,7 +44,7 @@ export async function errorFrom(response: Response): Promise<ApiError> {
   }
   const code = typeof body.code === "string" ? body.code : `http_${response.status}`;
   const requestId = typeof body.request_id === "string" ? body.request_id : null;
-  return new ApiError(response.status, describe(body, response.status), code, requestId);
+  return new ApiError(response.status, describe(body, response.status), code, requestId, body as Record<string, unknown>);
 }
 
 export function authHeaders(): Record<string, string> {

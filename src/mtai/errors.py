@@ -8,11 +8,14 @@ class AppError(Exception):
     code = "bad_request"
     headers: dict[str, str] | None = None  # e.g. Retry-After on 429 and 503
 
-    def __init__(self, detail: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, extra: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
             self.code = code
+        self.extra = extra or {}  # more fields of the error's body, e.g. the tenant concerned
 
 
 class Unauthorized(AppError):

@@ -159,10 +159,17 @@ async def test_sso_journey(
     await page.get_by_role("button", name="Log in").click()
     await expect(page.get_by_role("heading", name="Sign in with SSO")).to_be_visible()
     await expect(page.get_by_role("alert")).to_contain_text("sso_required")
-    await expect(page.get_by_label("Organisation or work email")).to_have_value(
-        tenant_a.member_email
-    )
+    await expect(page.get_by_label("Organisation or work email")).to_have_value(tenant_a.slug)
     await screenshot(page, "sso-06-sso-required")
+    # Her password proves her account, which she links to her provider account once.
+    oidc.set_user("mary", email=f"mary@{domain}")
+    await page.get_by_role("button", name="Link SSO with my password").click()
+    await sign_in_at_provider(page, "mary")
+    await expect(page.get_by_test_id("who")).to_have_text(
+        f"{tenant_a.member_email} · {tenant_name} (member)"
+    )
+    await log_out(page)
+    await page.get_by_role("button", name="Sign in with SSO").click()
 
     # A work email finds the tenant by its verified domain.
     await page.get_by_label("Organisation or work email").fill(f"alice@{domain}")
@@ -183,7 +190,7 @@ async def test_sso_journey(
         f"{tenant_a.owner_email} · {tenant_name} (owner)"
     )
     await open_page(page, "Audit log")
-    await expect(page.get_by_role("cell", name="sso.link", exact=True)).to_be_visible()
+    await expect(page.get_by_role("cell", name="sso.link", exact=True)).to_have_count(2)
     await screenshot(page, "sso-08-linked")
     await log_out(page)
 

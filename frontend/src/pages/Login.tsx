@@ -34,6 +34,20 @@ export function Login() {
   const [isAdmin, setIsAdmin] = useState(false);
   // Null: the password form; a string: the single sign-on form, with what the person typed.
   const [sso, setSso] = useState<string | null>(null);
+  // The tenant that refused the (right) password because it requires SSO: the account may link.
+  const [linkable, setLinkable] = useState<string | null>(null);
+
+  const linkWithPassword = async (tenant: string) => {
+    setBusy(true);
+    setError(null);
+    try {
+      const started = await authPost<{ authorization_url: string }>("/api/v1/auth/sso/link-password", { tenant, email, password });
+      window.location.assign(started.authorization_url);
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
 
   const submit = async (event: FormEvent) => {
     event.preventDefault();
@@ -52,7 +66,9 @@ export function Login() {
     } catch (err) {
       setError(err);
       if (err instanceof ApiError && err.code === "sso_required") {
-        setSso(choices?.find((t) => t.id === chosen)?.slug ?? email);
+        const tenant = typeof err.fields.tenant === "string" ? err.fields.tenant : null;
+        setSso(tenant ?? choices?.find((t) => t.id === chosen)?.slug ?? email);
+        setLinkable(tenant);
       }
     } finally {
       setBusy(false);
@@ -75,7 +91,17 @@ export function Login() {
           <button type="submit" className="primary">
             Continue with SSO
           </button>
-          <button type="button" onClick={() => { setSso(null); setError(null); }}>
+          {linkable && (
+            <button type="button" disabled={busy} aria-describedby="link-hint" onClick={() => void linkWithPassword(linkable)}>
+              Link SSO with my password
+            </button>
+          )}
+          {linkable && (
+            <p id="link-hint" className="muted small note">
+              First time through SSO? Your password proves this account; you then sign in at your organisation&apos;s provider once to link them.
+            </p>
+          )}
+          <button type="button" onClick={() => { setSso(null); setLinkable(null); setError(null); }}>
             Log in with a password
           </button>
         </form>

@@ -129,7 +129,9 @@ async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else exc.headers
     # The request field at fault, where the error names one (OpenAI's `param`).
-    extra = {"param": param} if (param := getattr(exc, "param", None)) else {}
+    extra: dict[str, Any] = {**exc.extra}
+    if param := getattr(exc, "param", None):
+        extra["param"] = param
     return error_response(request, exc.status_code, exc.detail, exc.code, headers=headers, **extra)
 
 

@@ -385,7 +385,10 @@ class Authenticator:
             if state is not None and state.sso_enforced:
                 # Owners keep a password as the way in when the identity provider fails.
                 if role is not Role.OWNER:
-                    raise Forbidden(SSO_REQUIRED, code="sso_required")
+                    # Names the tenant: the password was right, and linking needs it.
+                    raise Forbidden(
+                        SSO_REQUIRED, code="sso_required", extra={"tenant": tenant.slug}
+                    )
                 break_glass = True
         token = tokens.issue(
             self.jwt_secret,

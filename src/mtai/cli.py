@@ -735,11 +735,18 @@ def sso_verify_domain(
 
 
 @sso_app.command("scim-token")
-def sso_scim_token(tenant: TenantOption) -> None:
+def sso_scim_token(
+    tenant: TenantOption,
+    revoke: Annotated[bool, typer.Option(help="Revoke the token instead.")] = False,
+) -> None:
     """A new SCIM bearer token (the previous one stops working); shown once."""
 
     async def work(rt: Runtime) -> None:
         found = await rt.tenants.resolve(tenant)
+        if revoke:
+            await rt.sso_settings.revoke_scim_token(operator(found.id))
+            typer.echo(f"SCIM token of {found.slug} revoked")
+            return
         token = await rt.sso_settings.issue_scim_token(operator(found.id))
         typer.echo(f"SCIM token for {found.slug} (base URL <public URL>/scim/v2); shown once:")
         typer.echo(token)

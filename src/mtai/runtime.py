@@ -310,6 +310,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         reranker=reranker,
         rerank_candidates=settings.rerank_candidates,
     )
+    shared_cache = RedisCacheStore(redis) if redis is not None else MemoryCacheStore()
     gateway = Gateway(
         auth,
         catalog,
@@ -317,7 +318,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         LLMRouter(CircuitBreaker(max_keys=settings.circuit_breaker_max_upstreams)),
         ledger,
         metrics,
-        RedisCacheStore(redis) if redis is not None else MemoryCacheStore(),
+        shared_cache,
         meter=meter,
         retriever=retriever,
         source_tokens=settings.chunk_tokens,
@@ -345,7 +346,7 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         users=users,
         invitations=invitations,
         scim=ScimService(db, cache, users),
-        sso=SsoService(db, cache, box, oidc, flow_seconds=settings.sso_flow_seconds),
+        sso=SsoService(db, cache, box, oidc, shared_cache, flow_seconds=settings.sso_flow_seconds),
         sso_settings=SsoSettings(db, cache, box, oidc),
         login_throttle=LoginThrottle(
             RedisBackoffStore(redis) if redis is not None else None,

@@ -36,7 +36,6 @@ from tests.conftest import (
     deployment_env,
     invite,
     login,
-    make_settings,
     make_tenant,
 )
 from tests.support.oidc_provider import OidcProvider, running_provider
@@ -51,8 +50,11 @@ def idp() -> Iterator[OidcProvider]:
 
 
 @pytest.fixture(scope="module")
-def sso_settings(database_url: str) -> Settings:
-    return make_settings(database_url, egress_allow_hosts="127.0.0.1", sso_jwks_refresh_seconds=0)
+def sso_settings(settings: Settings) -> Settings:
+    """The suite's deployment (its database and secrets), allowing loopback issuers."""
+    return settings.model_copy(
+        update={"egress_allow_hosts": "127.0.0.1", "sso_jwks_refresh_seconds": 0}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -570,6 +572,7 @@ def test_operators_manage_sso_with_the_cli(
     assert "verified domains:  cli.example" in shown
     token = mtai("scim-token").strip().splitlines()[-1]
     assert token.startswith("scim_")
+    assert "revoked" in mtai("scim-token", "--revoke")
     assert "removed" in mtai("remove")
 
 

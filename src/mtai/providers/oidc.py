@@ -98,6 +98,7 @@ class OidcClient:
     ) -> None:
         self.egress = egress
         self.timeout = httpx.Timeout(timeout_seconds)
+        self.deadline = timeout_seconds
         self.metadata_ttl = metadata_ttl_seconds
         self.jwks_refresh = jwks_refresh_seconds
         self.leeway = leeway_seconds
@@ -125,7 +126,9 @@ class OidcClient:
         try:
             self.egress.check_url(url)
             async with self._http() as http:
-                status, content = await _bounded(http.stream("GET", url, headers=_JSON))
+                status, content = await _bounded(
+                    http.stream("GET", url, headers=_JSON), self.deadline
+                )
         except EgressRefused as exc:
             raise OidcError(
                 f"The provider's {what} URL is refused: {exc}", "issuer_refused"
@@ -225,14 +228,15 @@ class OidcClient:
             claims = {**await self._userinfo(userinfo_endpoint, token, claims["sub"]), **claims}
         email = claims.get("email")
         verified = claims.get("email_verified")
-        if not isinstance(email, str) or len(email) > 320:
+        if not isinstance(email, str) or len(email) > 320 or not email.isprintable():
             email = None
+        name = "".join(c for c in str(claims.get("name") or "") if c.isprintable())
         return Identity(
             issuer=config.issuer,
             subject=str(claims["sub"]),
             email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
             email_verified=verified if isinstance(verified, bool) else None,
-            name=str(claims.get("name") or "")[:200],
+            name=name[:200],
             claims=claims,
         )
 
@@ -265,7 +269,7 @@ class OidcClient:
             self.egress.check_url(uri)
             async with self._http() as http:
                 status, content = await _bounded(
-                    http.stream("POST", uri, content=body, headers=headers)
+                    http.stream("POST", uri, content=body, headers=headers), self.deadline
                 )
         except EgressRefused as exc:
             raise OidcError(f"The token endpoint is refused: {exc}", "issuer_refused") from exc
@@ -316,7 +320,11 @@ class OidcClient:
         assert decoded is not None
         subject = decoded.claims.get("sub")
         # OIDC Core 2: at most 255 ASCII characters.
-        if not isinstance(subject, str) or not 0 < len(subject) <= 255 or not subject.isascii():
+        if (
+            not isinstance(subject, str)
+            or not 0 < len(subject) <= 255
+            or not (subject.isascii() and subject.isprintable())
+        ):
             raise OidcError("The ID token's subject is not valid.", "invalid_id_token")
         claims = CodeIDToken(
             dict(decoded.claims),
@@ -345,7 +353,9 @@ class OidcClient:
             self.egress.check_url(url)
             bearer = {"Authorization": f"Bearer {token.get('access_token', '')}", **_JSON}
             async with self._http() as http:
-                status, content = await _bounded(http.stream("GET", url, headers=bearer))
+                status, content = await _bounded(
+                    http.stream("GET", url, headers=bearer), self.deadline
+                )
             body = json.loads(content) if status == 200 and content is not None else {}
         except (EgressRefused, httpx.HTTPError, ValueError):
             return {}
@@ -368,16 +378,21 @@ def _discovery_url(issuer: str) -> str:
 
 
 async def _bounded(
-    stream: AbstractAsyncContextManager[httpx.Response],
+    stream: AbstractAsyncContextManager[httpx.Response], deadline: float
 ) -> tuple[int, bytes | None]:
-    """(status, body), the body None when larger than MAX_DOCUMENT_BYTES: read no further."""
-    async with stream as response:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > MAX_DOCUMENT_BYTES:
-                return response.status_code, None
-        return response.status_code, bytes(body)
+    """(status, body), the body None when larger than MAX_DOCUMENT_BYTES: read no further.
+    The whole exchange ends by `deadline` seconds (httpx's timeouts bound each read only, and
+    a provider sending a byte at a time would hold the request for days)."""
+    try:
+        async with asyncio.timeout(deadline), stream as response:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    return response.status_code, None
+            return response.status_code, bytes(body)
+    except TimeoutError as exc:
+        raise httpx.ReadTimeout(f"no complete answer within {deadline:g} s") from exc
 
 
 def _random(size: int = 32) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from mtai.errors import (
     Unauthorized,
 )
 from mtai.logging import get_logger
+from mtai.providers.cache.stores import CacheStore
 from mtai.providers.oidc import Authorization, ClientConfig, Identity, OidcClient, OidcError
 from mtai.services import audit, group_roles
 from mtai.services.auth import member_cache_key, user_cache_key
@@ -90,6 +92,7 @@ class SsoService:
         cache: AuthCache[object],
         box: SecretBox,
         oidc: OidcClient,
+        used: CacheStore,
         *,
         flow_seconds: int,
         handoff_seconds: int = 120,
@@ -98,6 +101,7 @@ class SsoService:
         self.cache = cache
         self.box = box
         self.oidc = oidc
+        self.used = used  # hand-offs already redeemed, in every process
         self.flow_seconds = flow_seconds
         self.handoff_seconds = handoff_seconds
 
@@ -424,11 +428,21 @@ class SsoService:
             if isinstance(outcome, SignedIn)
             else {"c": outcome.code, "m": outcome.detail[:1000]}
         )
-        return self._seal({**sealed, "e": int(time.time()) + self.handoff_seconds}, "sso-handoff")
+        return self._seal(
+            {
+                **sealed,
+                "i": secrets.token_urlsafe(16),
+                "e": int(time.time()) + self.handoff_seconds,
+            },
+            "sso-handoff",
+        )
 
-    def redeem(self, cookie: str | None) -> SignedIn:
+    async def redeem(self, cookie: str | None) -> SignedIn:
+        """Once: a copy of the cookie (from a shared machine's disk, say) finds it used."""
         sealed = self._open(cookie, "sso-handoff")
-        if sealed is None:
+        if sealed is None or not await self.used.first(
+            f"sso:handoff:{sealed.get('i')}", self.handoff_seconds + 60
+        ):
             raise Unauthorized(
                 "No single sign-on is waiting to be completed here; sign in again.",
                 code="sso_handoff_invalid",

@@ -17,7 +17,7 @@ from typing import Any
 from mtai.db.engine import Database
 from mtai.db.models import SsoProvider
 from mtai.db.repositories import sso as sso_repo
-from mtai.errors import Conflict, InvalidInput, NotFound
+from mtai.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mtai.providers.oidc import OidcClient, OidcError
 from mtai.services import audit, group_roles
 from mtai.services.auth import tenant_cache_key
@@ -25,7 +25,6 @@ from mtai.services.auth_cache import AuthCache
 from mtai.services.crypto import SecretBox
 from mtai.services.invalidation import invalidate
 from mtai.services.principal import Principal, Role
-from mtai.services.users import check_may_manage
 
 SCIM_MARK = "scim_"
 DEFAULT_SCOPES = ("openid", "email", "profile")
@@ -46,6 +45,11 @@ def normalise_domains(domains: list[str]) -> list[str]:
         if "." not in domain or len(domain) > 253 or any(c in domain for c in " /@:"):
             raise InvalidInput(f"{domain!r} is not a domain name (example: example.com).")
     return cleaned
+
+
+def require_owner(actor: Principal, what: str) -> None:
+    if actor.role is not Role.OWNER:
+        raise Forbidden(f"Only an owner of the tenant can {what}.", code="owner_required")
 
 
 @dataclass(frozen=True)
@@ -96,17 +100,30 @@ class SsoSettings:
         async with self.db.tenant(tenant_id) as session:
             current = await sso_repo.get(session, tenant_id)
             previous = {str(g): str(r) for g, r in (current.group_roles if current else {}).items()}
-            if Role.OWNER in {Role(r) for r in {**previous, **mapping}.values()} and (
+            groups_claim = (given.groups_claim or "").strip() or None
+            grants_owner = Role.OWNER in {Role(r) for r in {**previous, **mapping}.values()}
+            vouching = (
+                (current.issuer, current.client_id, current.groups_claim) if current else None
+            )
+            if grants_owner and (
                 previous != {g: r.value for g, r in mapping.items()}
+                or vouching != (issuer, given.client_id.strip(), groups_claim)
             ):
-                # A group that grants (or granted) owner is an owner's decision.
-                check_may_manage(actor, Role.OWNER, None)
+                # Whoever decides which groups make owners, or which provider (and which of its
+                # claims) vouches for those groups, decides who is owner: an owner's decision.
+                require_owner(
+                    actor,
+                    "change a group mapping to owner, or the issuer, client id or groups claim "
+                    "under one",
+                )
             enforced = current is not None and current.enforce_sso and current.enabled
             if given.enforce_sso != (current.enforce_sso if current else False) or (
                 enforced and not given.enabled
             ):
                 # Disabling the provider would lift enforcement too.
-                check_may_manage(actor, Role.OWNER, None)
+                require_owner(
+                    actor, "require single sign-on, lift it, or disable it while required"
+                )
             secret = (
                 self.box.encrypt(given.client_secret, context=secret_context(tenant_id))
                 if given.client_secret
@@ -122,7 +139,7 @@ class SsoSettings:
                 "verified_domains": [
                     d for d in (current.verified_domains if current else []) if d in allowed
                 ],
-                "groups_claim": (given.groups_claim or "").strip() or None,
+                "groups_claim": groups_claim,
                 "group_roles": {g: r.value for g, r in mapping.items()},
                 "jit_provisioning": given.jit_provisioning,
                 "enforce_sso": given.enforce_sso,
@@ -158,7 +175,7 @@ class SsoSettings:
     async def set_enforced(self, actor: Principal, enforced: bool) -> None:
         """Turn the requirement to sign in through the provider on or off (owners)."""
         tenant_id = actor.require_tenant_admin()
-        check_may_manage(actor, Role.OWNER, None)
+        require_owner(actor, "require single sign-on or lift it")
         async with self.db.tenant(tenant_id) as session:
             if await sso_repo.get(session, tenant_id) is None:
                 raise NotFound("No identity provider is configured for this tenant.")
@@ -175,7 +192,7 @@ class SsoSettings:
 
     async def remove(self, actor: Principal) -> None:
         tenant_id = actor.require_tenant_admin()
-        check_may_manage(actor, Role.OWNER, None)
+        require_owner(actor, "remove the identity provider")
         async with self.db.tenant(tenant_id) as session:
             provider = await sso_repo.get(session, tenant_id)
             if provider is None:
@@ -229,8 +246,12 @@ class SsoSettings:
         return provider
 
     async def issue_scim_token(self, actor: Principal) -> str:
-        """A new SCIM bearer token for the tenant, shown once; the previous one stops working."""
+        """A new SCIM bearer token for the tenant, shown once; the previous one stops working.
+
+        Owners only: the token's holder deprovisions anyone (owners included) and, through
+        groups, sets roles."""
         tenant_id = actor.require_tenant_admin()
+        require_owner(actor, "make a SCIM token")
         token = SCIM_MARK + secrets.token_urlsafe(32)
         async with self.db.tenant(tenant_id) as session:
             if await sso_repo.get(session, tenant_id) is None:
@@ -250,6 +271,7 @@ class SsoSettings:
 
     async def revoke_scim_token(self, actor: Principal) -> None:
         tenant_id = actor.require_tenant_admin()
+        require_owner(actor, "revoke the SCIM token")
         async with self.db.tenant(tenant_id) as session:
             provider = await sso_repo.get(session, tenant_id)
             if provider is None or provider.scim_token_hash is None:

@@ -23,6 +23,7 @@ from mtai.api.routers.auth import LoginResponse, client_address, guarded, login_
 from mtai.api.schemas import Email, ResponseModel, StrictModel
 from mtai.db.models import SsoProvider
 from mtai.errors import AppError
+from mtai.logging import get_logger
 from mtai.runtime import Runtime
 from mtai.services import tokens
 from mtai.services.principal import Role
@@ -30,6 +31,7 @@ from mtai.services.sso import SignedIn
 from mtai.services.sso_settings import ProviderInput
 
 router = APIRouter(tags=["sso"])
+log = get_logger(__name__)
 FLOW_COOKIE = "mtai_sso_flow"
 HANDOFF_COOKIE = "mtai_sso_handoff"
 AUTH_PATH = "/api/v1/auth/sso"
@@ -180,6 +182,13 @@ async def callback(
         outcome = await runtime.sso.finish(flow, state=state, code=code, error=error)
     except AppError as exc:
         outcome = exc
+    except Exception:  # a bug must not leave the person on a bare 500 page
+        log.exception("sso.callback_failed")
+        outcome = AppError(
+            "Single sign-on failed on our side; try again, and tell your administrator if it "
+            "happens again.",
+            code="sso_failed",
+        )
     response = _to_ui(runtime, request, outcome)
     # A flow is used once, whatever its outcome.
     response.delete_cookie(FLOW_COOKIE, path=AUTH_PATH)
@@ -198,7 +207,7 @@ async def exchange(
     handoff: Annotated[str | None, Cookie(alias=HANDOFF_COOKIE)] = None,
 ) -> LoginResponse | JSONResponse:
     try:
-        signed_in = runtime.sso.redeem(handoff)
+        signed_in = await runtime.sso.redeem(handoff)
         result = await runtime.auth.start_session(
             signed_in.user_id, signed_in.tenant_id, method=tokens.SSO
         )

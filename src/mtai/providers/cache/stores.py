@@ -1,7 +1,8 @@
-"""Two stores with one contract: `get` a value or None, `set` it with a time to live.
+"""Two stores with one contract: `get` a value or None, `set` it with a time to live, and
+`first`: whether a key is new (set if absent, atomically), for what may be used once.
 
-A cache must never make a request fail: when Redis is unreachable, reads miss and writes are
-dropped (and logged).
+A cache must never make a request fail: when Redis is unreachable, reads miss, writes are
+dropped and `first` answers True (all logged).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class CacheStore(Protocol):
 
     async def set(self, key: str, value: str, ttl_seconds: int) -> None: ...
 
+    async def first(self, key: str, ttl_seconds: int) -> bool: ...
+
 
 class MemoryCacheStore:
     def __init__(self, max_entries: int = 10_000) -> None:
@@ -43,6 +46,12 @@ class MemoryCacheStore:
         while len(self._items) > self.max_entries:
             self._items.popitem(last=False)
 
+    async def first(self, key: str, ttl_seconds: int) -> bool:
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, "1", ttl_seconds)
+        return True
+
 
 class RedisCacheStore:
     def __init__(self, client: aioredis.Redis) -> None:
@@ -61,3 +70,10 @@ class RedisCacheStore:
             await self.client.set(key, value, ex=ttl_seconds)
         except (RedisError, OSError) as exc:
             log.warning("cache.unavailable", error=str(exc)[:200])
+
+    async def first(self, key: str, ttl_seconds: int) -> bool:
+        try:
+            return bool(await self.client.set(key, "1", ex=ttl_seconds, nx=True))
+        except (RedisError, OSError) as exc:
+            log.warning("cache.unavailable", error=str(exc)[:200])
+            return True

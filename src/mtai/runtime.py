@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
@@ -52,13 +54,15 @@ from mtai.services.metering import Meter
 from mtai.services.metrics import Metrics
 from mtai.services.reranking import RerankService
 from mtai.services.retrieval import Bm25, Retriever
-from mtai.services.scim import ScimService
 from mtai.services.sso import SsoService
 from mtai.services.sso_settings import SsoSettings
 from mtai.services.tenants import TenantService
 from mtai.services.usage import UsageLedger
 from mtai.services.usage_reports import UsageReports
 from mtai.services.users import UserService
+
+if TYPE_CHECKING:
+    from mtai.services.scim import ScimService
 
 log = get_logger(__name__)
 
@@ -72,7 +76,6 @@ class Runtime:
     tenants: TenantService
     users: UserService
     invitations: InvitationService
-    scim: ScimService
     sso: SsoService
     sso_settings: SsoSettings
     login_throttle: LoginThrottle
@@ -97,6 +100,14 @@ class Runtime:
     retriever: Retriever
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     listener_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @functools.cached_property
+    def scim(self) -> ScimService:
+        # Built at the first SCIM request: scim2-models takes 0.4 s to import, which every
+        # `mtai` command would otherwise pay.
+        from mtai.services.scim import ScimService
+
+        return ScimService(self.db, self.cache, self.users)
 
     def listener_connected(self) -> None:
         # Whatever was announced while the listener was away is lost: forget it all.
@@ -345,7 +356,6 @@ async def open_runtime(settings: Settings, *, background: bool = True) -> AsyncI
         tenants=TenantService(db, cache, store, invitations),
         users=users,
         invitations=invitations,
-        scim=ScimService(db, cache, users),
         sso=SsoService(db, cache, box, oidc, shared_cache, flow_seconds=settings.sso_flow_seconds),
         sso_settings=SsoSettings(db, cache, box, oidc),
         login_throttle=LoginThrottle(

@@ -91,14 +91,17 @@ async def evaluate(
     embedding_model: str | None = None,
     fusions: Sequence[Fusion] = (),
     variants: Mapping[str, Retriever] | None = None,
+    languages: Sequence[str] = (),
     progress: Progress = lambda _: None,
 ) -> list[ModeScores]:
     """A row per search mode, through the product's search; then a row per fusion of
     `fusions`, computed from the vector and keyword lists those searches returned (the same
     lists hybrid search fuses), so that weights can be compared without searching again; then
     keyword and hybrid rows for each of `variants`, retrievers configured otherwise (the other
-    keyword ranking), labelled by their key. The knowledge base embeds with `embedding_model`
-    (None: the deployment's default)."""
+    keyword ranking), labelled by their key; then keyword and hybrid rows with the knowledge
+    base switched to each of `languages` (its chunks parsed again, not embedded again), labelled
+    "<mode> in <language>". The knowledge base embeds with `embedding_model` (None: the
+    deployment's default)."""
     tenant, _ = await tenants.create(
         operator(), slug=f"eval-{secrets.token_hex(4)}", name="Retrieval evaluation"
     )
@@ -150,6 +153,17 @@ async def evaluate(
         for label, variant in (variants or {}).items():
             for mode in (SearchMode.KEYWORD, SearchMode.HYBRID):
                 await search(variant, mode, f"{mode.value} {label}")
+        for language in languages:
+            await knowledge_bases.update(
+                principal,
+                base.id,
+                name=None,
+                description=None,
+                embedding_model=None,
+                language=language,
+            )
+            for mode in (SearchMode.KEYWORD, SearchMode.HYBRID):
+                await search(retriever, mode, f"{mode.value} in {language}")
         return scores
     finally:
         await tenants.delete(operator(), tenant.id)

@@ -18,7 +18,7 @@ import secrets
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -29,7 +29,7 @@ from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from joserfc.errors import JoseError as JoseRfcError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 
 from mtai.providers.egress import EgressPolicy, EgressRefused, guarded_client
 
@@ -191,7 +191,8 @@ class OidcClient:
                 return None
             document = await self._get_json(jwks_uri, "key set (JWKS)")
             try:
-                keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
+                # Checked by the import itself: a malformed set raises below.
+                keys = KeySet.import_key_set(cast(KeySetSerialization, document))
             except (JoseRfcError, ValueError, TypeError, KeyError) as exc:
                 raise OidcError("The provider's key set is not valid.", "provider_invalid") from exc
             self._keys[issuer] = _Keys(keys, time.monotonic())
